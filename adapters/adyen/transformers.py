@@ -1,0 +1,169 @@
+"""Adyen Checkout v71 wire types, the resultCode map and the refusalReasonCode map.
+
+Adyen amounts are ``{"currency", "value"}`` with ``value`` in ISO 4217 minor units, which is
+already the switch's convention, so the conversion is the identity (checked, not assumed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from adapters.base import Outcome, currency_exponent
+
+API_VERSION = "v71"
+
+
+def to_adyen_amount(amount: int, currency: str) -> dict[str, Any]:
+    """Return Adyen's ``Amount`` object for ISO minor units."""
+    currency_exponent(currency)  # rejects unknown codes before they reach Adyen
+    return {"currency": currency.upper(), "value": amount}
+
+
+# resultCode -> Outcome. ``Refused`` is refined by the refusal code below.
+RESULT_CODE_MAP: dict[str, Outcome] = {
+    "Authorised": Outcome.APPROVED,
+    "PartiallyAuthorised": Outcome.APPROVED,
+    "Refused": Outcome.DECLINED_HARD,
+    "Error": Outcome.TECHNICAL,
+    "Cancelled": Outcome.DECLINED_HARD,
+    "Pending": Outcome.PENDING,
+    "Received": Outcome.PENDING,
+    "RedirectShopper": Outcome.REQUIRES_ACTION,
+    "IdentifyShopper": Outcome.REQUIRES_ACTION,
+    "ChallengeShopper": Outcome.REQUIRES_ACTION,
+    "PresentToShopper": Outcome.REQUIRES_ACTION,
+    "AuthenticationFinished": Outcome.PENDING,
+    "AuthenticationNotRequired": Outcome.PENDING,
+}
+
+# refusalReasonCode -> (refusalReason, Outcome), following the cascade rules (reference 4.8).
+REFUSAL_MAP: dict[str, tuple[str, Outcome]] = {
+    # Kept with the design's sandbox: a generic refusal does not cascade or retry.
+    "2": ("Refused", Outcome.DECLINED_HARD),
+    "3": ("Referral", Outcome.DECLINED_SOFT),
+    "4": ("Acquirer Error", Outcome.TECHNICAL),
+    "5": ("Blocked Card", Outcome.DECLINED_HARD),
+    "6": ("Expired Card", Outcome.DECLINED_HARD),
+    "7": ("Invalid Amount", Outcome.DECLINED_HARD),
+    "8": ("Invalid Card Number", Outcome.DECLINED_HARD),
+    "9": ("Issuer Unavailable", Outcome.TECHNICAL),
+    # This acquirer does not support the card or method; the issuer never saw it.
+    "10": ("Not supported", Outcome.TECHNICAL),
+    "11": ("3D Not Authenticated", Outcome.DECLINED_HARD),
+    "12": ("Not enough balance", Outcome.DECLINED_SOFT),
+    "14": ("Acquirer Fraud", Outcome.DECLINED_HARD),
+    "15": ("Cancelled", Outcome.DECLINED_HARD),
+    "16": ("Shopper Cancelled", Outcome.DECLINED_HARD),
+    "17": ("Invalid Pin", Outcome.DECLINED_HARD),
+    "18": ("Pin tries exceeded", Outcome.DECLINED_HARD),
+    "19": ("Pin validation not possible", Outcome.TECHNICAL),
+    "20": ("FRAUD", Outcome.DECLINED_HARD),
+    "21": ("Not Submitted", Outcome.TECHNICAL),
+    "22": ("FRAUD-CANCELLED", Outcome.DECLINED_HARD),
+    "23": ("Transaction Not Permitted", Outcome.DECLINED_HARD),
+    "24": ("CVC Declined", Outcome.DECLINED_HARD),
+    "25": ("Restricted Card", Outcome.DECLINED_HARD),
+    "26": ("Revocation Of Auth", Outcome.DECLINED_HARD),
+    "27": ("Declined Non Generic", Outcome.DECLINED_HARD),
+    "28": ("Withdrawal amount exceeded", Outcome.DECLINED_SOFT),
+    "29": ("Withdrawal count exceeded", Outcome.DECLINED_SOFT),
+    "31": ("Issuer Suspected Fraud", Outcome.DECLINED_HARD),
+    "32": ("AVS Declined", Outcome.DECLINED_HARD),
+    "33": ("Card requires online pin", Outcome.DECLINED_SOFT),
+    "34": ("No checking account available", Outcome.DECLINED_HARD),
+    "35": ("No savings account", Outcome.DECLINED_HARD),
+    "36": ("Mobile pin required", Outcome.DECLINED_SOFT),
+    "37": ("Contactless fallback", Outcome.DECLINED_SOFT),
+    # Re-run with 3DS on the same provider, never cascade.
+    "38": ("Authentication required", Outcome.DECLINED_SOFT),
+    "39": ("RReq not received", Outcome.TECHNICAL),
+    "40": ("Current AID in penalty box", Outcome.DECLINED_SOFT),
+    "41": ("CVM required", Outcome.DECLINED_SOFT),
+    "42": ("Transaction timeout", Outcome.TECHNICAL),
+}
+
+
+def classify_refusal(result_code: str, refusal_code: str | None) -> Outcome:
+    """Map a resultCode plus refusalReasonCode; an unknown refusal code is hard (no cascade)."""
+    if result_code == "Refused" and refusal_code is not None:
+        return REFUSAL_MAP.get(refusal_code, ("", Outcome.DECLINED_HARD))[1]
+    return RESULT_CODE_MAP.get(result_code, Outcome.UNKNOWN)
+
+
+# Modification answers (captures, cancels, refunds) say only ``received``: the result arrives as
+# a notification, so the call is pending until then.
+MODIFICATION_STATUS_MAP: dict[str, Outcome] = {"received": Outcome.PENDING}
+
+# Notification eventCode -> Outcome when ``success`` is "true" (a "false" is a failure).
+EVENT_SUCCESS_MAP: dict[str, Outcome] = {
+    "AUTHORISATION": Outcome.APPROVED,
+    "CAPTURE": Outcome.APPROVED,
+    "CANCELLATION": Outcome.APPROVED,
+    "REFUND": Outcome.APPROVED,
+    "CANCEL_OR_REFUND": Outcome.APPROVED,
+    "CAPTURE_FAILED": Outcome.DECLINED_HARD,
+    "REFUND_FAILED": Outcome.DECLINED_HARD,
+    "REFUNDED_REVERSED": Outcome.DECLINED_HARD,
+    "OFFER_CLOSED": Outcome.DECLINED_HARD,
+    "PENDING": Outcome.PENDING,
+}
+
+
+class PaymentResponse(msgspec.Struct, kw_only=True, rename="camel"):
+    """The fields of ``/payments`` answers the adapter reads."""
+
+    result_code: str = ""
+    psp_reference: str | None = None
+    merchant_reference: str | None = None
+    refusal_reason: str | None = None
+    refusal_reason_code: str | None = None
+    action: dict[str, Any] | None = None
+    amount: dict[str, Any] | None = None
+
+
+class ModificationResponse(msgspec.Struct, kw_only=True, rename="camel"):
+    """``/captures``, ``/cancels``, ``/refunds`` answers."""
+
+    psp_reference: str
+    payment_psp_reference: str | None = None
+    status: str = ""
+    amount: dict[str, Any] | None = None
+
+
+class ServiceError(msgspec.Struct, kw_only=True, rename="camel"):
+    """Adyen's error body."""
+
+    status: int = 0
+    error_code: str | None = None
+    message: str | None = None
+    error_type: str | None = None
+
+
+class NotificationItem(msgspec.Struct, kw_only=True, rename="camel"):
+    """One ``NotificationRequestItem``."""
+
+    event_code: str
+    psp_reference: str
+    success: str
+    merchant_account_code: str = ""
+    merchant_reference: str = ""
+    original_reference: str | None = None
+    amount: dict[str, Any] = msgspec.field(default_factory=dict)
+    reason: str | None = None
+    event_date: str | None = None
+    additional_data: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class NotificationWrapper(msgspec.Struct, rename={"item": "NotificationRequestItem"}):
+    """``{"NotificationRequestItem": {...}}``."""
+
+    item: NotificationItem
+
+
+class Notification(msgspec.Struct, kw_only=True, rename="camel"):
+    """A notification batch."""
+
+    notification_items: list[NotificationWrapper]
+    live: str = "false"

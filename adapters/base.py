@@ -1,0 +1,336 @@
+"""The provider contract: what every adapter implements and the value types it exchanges.
+
+An adapter translates between the switch and one provider's wire format; it never decides. The
+switch hands it plain value types defined here (never its own internals), and gets back a
+``ProviderResult`` whose ``outcome`` is one of the :class:`Outcome` taxonomy, with the provider's
+raw status and code kept for audit and for the cascade policy.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+
+class Outcome(enum.StrEnum):
+    """How a provider answered, reduced to what the switch acts on.
+
+    ``declined_hard`` never cascades, ``declined_soft`` may be retried later on the same card,
+    ``technical`` may cascade to the next provider, ``unknown`` (timeout after the request left)
+    never cascades and is resolved by a status call.
+    """
+
+    APPROVED = "approved"
+    DECLINED_HARD = "declined_hard"
+    DECLINED_SOFT = "declined_soft"
+    TECHNICAL = "technical"
+    PENDING = "pending"
+    REQUIRES_ACTION = "requires_action"
+    UNKNOWN = "unknown"
+
+
+class Flow(enum.StrEnum):
+    """The operations an adapter may support."""
+
+    AUTHORIZE = "authorize"
+    CAPTURE = "capture"
+    VOID = "void"
+    REFUND = "refund"
+    SYNC = "sync"
+    WEBHOOK = "webhook"
+
+
+class AdapterError(Exception):
+    """Base class of errors an adapter raises instead of returning a result."""
+
+
+class FlowNotSupported(AdapterError):
+    """Raised when an adapter is asked for a flow it does not declare."""
+
+    def __init__(self, provider: str, flow: Flow | str) -> None:
+        """Build the error.
+
+        Args:
+            provider: The adapter's provider name.
+            flow: The flow that was asked for.
+        """
+        super().__init__(f"provider {provider!r} does not support the {flow!s} flow")
+        self.provider = provider
+        self.flow = str(flow)
+
+
+class WebhookRejected(AdapterError):
+    """Raised when an inbound notification fails signature or freshness checks."""
+
+    def __init__(self, reason: str) -> None:
+        """Build the error.
+
+        Args:
+            reason: A short machine-readable reason (``bad_signature``, ``stale``, ``malformed``).
+        """
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _mask(secret: str) -> str:
+    if len(secret) <= 4:
+        return "****"
+    return "****" + secret[-4:]
+
+
+class Credentials(msgspec.Struct, frozen=True, kw_only=True):
+    """A provider account's credentials; ``repr`` never shows a secret.
+
+    ``api_key`` and ``webhook_secret`` are secrets; ``account_id`` (merchant account, client id,
+    partner id) is not.
+    """
+
+    api_key: str = ""
+    webhook_secret: str = ""
+    account_id: str = ""
+    base_url: str = ""
+    extra: Mapping[str, str] = msgspec.field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """Return a representation with every secret masked."""
+        return (
+            f"Credentials(account_id={self.account_id!r}, base_url={self.base_url!r}, "
+            f"api_key={_mask(self.api_key)!r}, webhook_secret={_mask(self.webhook_secret)!r})"
+        )
+
+    __str__ = __repr__
+
+
+class CardData(msgspec.Struct, frozen=True, kw_only=True):
+    """Card details for one provider call; lives in memory only, ``repr`` masks the number and CVC."""
+
+    number: str
+    exp_month: int
+    exp_year: int
+    cvc: str | None = None
+    holder_name: str | None = None
+    brand: str = "unknown"
+
+    def __repr__(self) -> str:
+        """Return a representation showing only BIN and last four digits."""
+        return (
+            f"CardData(number={self.number[:6]}******{self.number[-4:]}, "
+            f"exp={self.exp_month:02d}/{self.exp_year}, cvc={'***' if self.cvc else None})"
+        )
+
+    __str__ = __repr__
+
+
+class AuthorizeRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """What an adapter needs to authorize one payment attempt.
+
+    ``amount`` is in ISO 4217 minor units of ``currency``; the adapter converts to the provider's
+    own convention in its transformers.
+    """
+
+    payment_id: str
+    attempt_id: str
+    idempotency_key: str
+    amount: int
+    currency: str
+    method_type: str = "card"
+    card: CardData | None = None
+    capture: bool = True
+    reference: str | None = None
+    customer_email: str | None = None
+    customer_country: str | None = None
+    customer_ip: str | None = None
+    customer_name: str | None = None
+    return_url: str | None = None
+    details: Mapping[str, str] = msgspec.field(default_factory=dict)
+
+
+class CaptureRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Capture ``amount`` of an authorization known to the provider as ``provider_reference``."""
+
+    payment_id: str
+    provider_reference: str
+    idempotency_key: str
+    amount: int
+    currency: str
+    final: bool = True
+
+
+class VoidRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Release an uncaptured authorization."""
+
+    payment_id: str
+    provider_reference: str
+    idempotency_key: str
+    amount: int
+    currency: str
+
+
+class RefundRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Refund ``amount`` of a captured payment."""
+
+    payment_id: str
+    refund_id: str
+    provider_reference: str
+    idempotency_key: str
+    amount: int
+    currency: str
+
+
+class SyncRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Ask the provider for the current state of a payment (recovery of unknown outcomes)."""
+
+    payment_id: str
+    provider_reference: str | None
+    attempt_id: str
+
+
+class ProviderResult(msgspec.Struct, kw_only=True):
+    """A provider's answer to one call, classified.
+
+    Attributes:
+        outcome: The switch's classification.
+        provider_reference: The provider's id for the payment (or refund), when known.
+        raw_status: The provider's own status word, kept verbatim.
+        code: The provider's decline or error code, kept verbatim (None when approved).
+        message: A human-readable explanation, never containing card data.
+        next_action: For ``requires_action``/``pending``: what the customer must do
+            (``{"type": "redirect_to_url", "url": ...}`` or a voucher).
+        amount: The amount the provider acted on, in ISO minor units, when it says.
+    """
+
+    outcome: Outcome
+    provider_reference: str | None = None
+    raw_status: str | None = None
+    code: str | None = None
+    message: str | None = None
+    next_action: dict[str, Any] | None = None
+    amount: int | None = None
+
+
+class WebhookEvent(msgspec.Struct, kw_only=True):
+    """A verified inbound notification, normalized.
+
+    ``event_id`` is the provider's id for the notification, used to make duplicates harmless.
+    """
+
+    provider: str
+    event_id: str
+    event_type: str
+    provider_reference: str | None
+    outcome: Outcome
+    payment_id: str | None = None
+    amount: int | None = None
+    currency: str | None = None
+    code: str | None = None
+    raw_status: str | None = None
+
+
+class ProviderAdapter(abc.ABC):
+    """One provider. Subclasses declare ``name`` and ``flows`` and implement the flows they declare.
+
+    Every method is a coroutine that returns a :class:`ProviderResult` and does not raise for a
+    provider-side failure: timeouts, 5xx and transport errors become ``technical`` or ``unknown``
+    outcomes so that the caller's cascade policy sees them.
+    """
+
+    name: str = ""
+    flows: frozenset[Flow] = frozenset()
+
+    def __init__(self, credentials: Credentials | None = None) -> None:
+        """Create the adapter.
+
+        Args:
+            credentials: The provider account to use; adapters that need none accept ``None``.
+        """
+        self.credentials = credentials or Credentials()
+
+    def supports(self, flow: Flow) -> bool:
+        """Return whether this adapter declares ``flow``."""
+        return flow in self.flows
+
+    def require(self, flow: Flow) -> None:
+        """Raise :class:`FlowNotSupported` unless ``flow`` is declared."""
+        if flow not in self.flows:
+            raise FlowNotSupported(self.name, flow)
+
+    @abc.abstractmethod
+    async def authorize(self, request: AuthorizeRequest) -> ProviderResult:
+        """Authorize (and, when ``request.capture``, capture) a payment; every adapter has this flow."""
+
+    async def capture(self, request: CaptureRequest) -> ProviderResult:
+        """Capture all or part of an authorization."""
+        raise FlowNotSupported(self.name, Flow.CAPTURE)
+
+    async def void(self, request: VoidRequest) -> ProviderResult:
+        """Release an uncaptured authorization."""
+        raise FlowNotSupported(self.name, Flow.VOID)
+
+    async def refund(self, request: RefundRequest) -> ProviderResult:
+        """Refund part or all of a captured payment."""
+        raise FlowNotSupported(self.name, Flow.REFUND)
+
+    async def sync(self, request: SyncRequest) -> ProviderResult:
+        """Read the provider's current state of a payment."""
+        raise FlowNotSupported(self.name, Flow.SYNC)
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
+        """Verify and parse an inbound notification.
+
+        Raises:
+            WebhookRejected: When the signature or payload is not acceptable.
+            FlowNotSupported: When the adapter takes no webhooks.
+        """
+        raise FlowNotSupported(self.name, Flow.WEBHOOK)
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, most adapters hold nothing
+        """Release pooled connections."""
+
+
+def currency_exponent(currency: str) -> int:
+    """Return the ISO 4217 minor-unit exponent of ``currency`` (JPY 0, EUR 2, KWD 3).
+
+    Raises:
+        ValueError: For an unknown code or one without minor units (XAU).
+    """
+    import iso4217
+
+    try:
+        exponent = iso4217.Currency(currency.upper()).exponent
+    except (ValueError, KeyError):
+        raise ValueError(f"unknown currency {currency!r}") from None
+    if exponent is None:
+        raise ValueError(f"currency {currency!r} has no minor unit")
+    return int(exponent)
+
+
+def transport_outcome(error: Exception, *, money_may_move: bool = True) -> ProviderResult:
+    """Classify a transport failure raised by :mod:`adapters._http`.
+
+    A request that never left is ``technical`` (safe to cascade). One that may have reached the
+    provider is ``unknown`` when it could have moved money (resolve with ``sync`` first, never
+    cascade), and ``technical`` for a read.
+
+    Args:
+        error: The ``NotSent`` or ``TimedOut`` exception.
+        money_may_move: Whether the call could have authorized, captured or refunded money.
+    """
+    from adapters._http import NotSent
+
+    if isinstance(error, NotSent) or not money_may_move:
+        return ProviderResult(outcome=Outcome.TECHNICAL, raw_status="not_sent", message=str(error))
+    return ProviderResult(outcome=Outcome.UNKNOWN, raw_status="timeout", message=str(error))
+
+
+def http_error_outcome(status: int) -> Outcome:
+    """Classify an HTTP status that carried no usable provider answer.
+
+    429 and 5xx are ``technical`` (the provider did not process the request). A 4xx the adapter
+    could not interpret is also ``technical``: it is our request or account that is wrong, not
+    the card, so another provider may succeed.
+    """
+    return Outcome.TECHNICAL if status >= 400 else Outcome.UNKNOWN

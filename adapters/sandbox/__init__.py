@@ -1,0 +1,187 @@
+"""The sandbox provider: in-process, no network, outcome decided by the test card number.
+
+It uses Stripe's public test cards so merchants' existing test suites work unchanged, plus two
+Luhn-valid cards for outcomes Stripe has none for:
+
+================  =================  =================================================
+card number       outcome            code
+================  =================  =================================================
+4242424242424242  approved
+5555555555554444  approved
+4000000000000002  declined_hard      generic_decline
+4000000000009995  declined_soft      insufficient_funds
+4000000000009987  declined_hard      lost_card
+4000000000009979  declined_hard      stolen_card
+4000000000000069  declined_hard      expired_card
+4000000000000127  declined_hard      incorrect_cvc
+4000000000000119  technical          processing_error
+4000002500003155  requires_action    authentication_required (3-D Secure)
+4000000000000408  technical          timeout (no answer; the provider never saw it)
+4000000000000416  unknown            timeout after the provider authorized; ``sync`` says approved
+================  =================  =================================================
+
+Any other valid number approves. Latency is configurable (default 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Mapping
+
+import msgspec
+
+from adapters.base import (
+    AuthorizeRequest,
+    CaptureRequest,
+    Credentials,
+    Flow,
+    Outcome,
+    ProviderAdapter,
+    ProviderResult,
+    RefundRequest,
+    SyncRequest,
+    VoidRequest,
+)
+
+TIMEOUT_CARD = "4000000000000408"
+UNKNOWN_OUTCOME_CARD = "4000000000000416"
+
+# card number -> (outcome, code, message); one table, exhaustive for the cards the sandbox knows.
+TEST_CARDS: Mapping[str, tuple[Outcome, str | None, str | None]] = {
+    "4242424242424242": (Outcome.APPROVED, None, None),
+    "5555555555554444": (Outcome.APPROVED, None, None),
+    "4000000000000002": (Outcome.DECLINED_HARD, "generic_decline", "The card was declined."),
+    "4000000000009995": (Outcome.DECLINED_SOFT, "insufficient_funds", "The card has insufficient funds."),
+    "4000000000009987": (Outcome.DECLINED_HARD, "lost_card", "The card was reported lost."),
+    "4000000000009979": (Outcome.DECLINED_HARD, "stolen_card", "The card was reported stolen."),
+    "4000000000000069": (Outcome.DECLINED_HARD, "expired_card", "The card has expired."),
+    "4000000000000127": (Outcome.DECLINED_HARD, "incorrect_cvc", "The card's security code is incorrect."),
+    "4000000000000119": (Outcome.TECHNICAL, "processing_error", "An error occurred while processing the card."),
+    "4000002500003155": (Outcome.REQUIRES_ACTION, "authentication_required", "3-D Secure authentication required."),
+    TIMEOUT_CARD: (Outcome.TECHNICAL, "timeout", "The provider did not answer in time."),
+    UNKNOWN_OUTCOME_CARD: (Outcome.UNKNOWN, "timeout", "The provider did not answer; the outcome is unknown."),
+}
+
+
+class _Authorization(msgspec.Struct):
+    amount: int
+    currency: str
+    status: str
+    captured: int = 0
+    refunded: int = 0
+
+
+class SandboxAdapter(ProviderAdapter):
+    """Deterministic in-memory provider for tests, demos and benchmarks."""
+
+    name = "sandbox"
+    flows = frozenset({Flow.AUTHORIZE, Flow.CAPTURE, Flow.VOID, Flow.REFUND, Flow.SYNC})
+
+    def __init__(self, credentials: Credentials | None = None, *, latency_ms: int = 0) -> None:
+        """Create a sandbox.
+
+        Args:
+            credentials: Ignored; accepted so every adapter is built the same way.
+            latency_ms: Delay added to every call, to imitate a provider round trip.
+        """
+        super().__init__(credentials)
+        self.latency_s = latency_ms / 1000
+        self._authorizations: dict[str, _Authorization] = {}
+        self._by_idempotency_key: dict[str, str] = {}
+        self._sequence = itertools.count(1)
+        self.calls: dict[str, int] = {flow.value: 0 for flow in self.flows}
+
+    async def _delay(self, flow: Flow) -> None:
+        self.calls[flow.value] += 1
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+
+    async def authorize(self, request: AuthorizeRequest) -> ProviderResult:
+        """Decide by card number; remember approvals so they can be captured and synced."""
+        await self._delay(Flow.AUTHORIZE)
+        known = self._by_idempotency_key.get(request.idempotency_key)
+        if known is not None:
+            # Providers deduplicate on their idempotency key; so does the sandbox.
+            return ProviderResult(outcome=Outcome.APPROVED, provider_reference=known, raw_status="succeeded")
+        number = request.card.number if request.card is not None else ""
+        outcome, code, message = TEST_CARDS.get(number, (Outcome.APPROVED, None, None))
+        if outcome is Outcome.TECHNICAL and code == "timeout":
+            return ProviderResult(outcome=outcome, code=code, message=message, raw_status="timeout")
+        reference = f"sbx_{next(self._sequence):012d}"
+        if outcome in (Outcome.APPROVED, Outcome.UNKNOWN):
+            status = "captured" if request.capture else "authorized"
+            self._authorizations[reference] = _Authorization(
+                request.amount, request.currency, status, request.amount if request.capture else 0
+            )
+            self._by_idempotency_key[request.idempotency_key] = reference
+            self._by_idempotency_key[request.attempt_id] = reference
+        if outcome is Outcome.UNKNOWN:
+            return ProviderResult(outcome=outcome, code=code, message=message, raw_status="timeout")
+        if outcome is Outcome.REQUIRES_ACTION:
+            return ProviderResult(
+                outcome=outcome,
+                provider_reference=reference,
+                code=code,
+                message=message,
+                raw_status="requires_action",
+                next_action={"type": "redirect_to_url", "url": f"https://sandbox.invalid/3ds/{reference}"},
+            )
+        return ProviderResult(
+            outcome=outcome,
+            provider_reference=reference,
+            code=code,
+            message=message,
+            raw_status="succeeded" if outcome is Outcome.APPROVED else "declined",
+            amount=request.amount if outcome is Outcome.APPROVED else None,
+        )
+
+    def _find(self, reference: str) -> _Authorization | None:
+        return self._authorizations.get(reference)
+
+    async def capture(self, request: CaptureRequest) -> ProviderResult:
+        """Capture part or all of a remembered authorization."""
+        await self._delay(Flow.CAPTURE)
+        auth = self._find(request.provider_reference)
+        if auth is None:
+            return ProviderResult(outcome=Outcome.DECLINED_HARD, code="resource_missing", raw_status="not_found")
+        if auth.status == "voided" or auth.captured + request.amount > auth.amount:
+            return ProviderResult(outcome=Outcome.DECLINED_HARD, code="amount_too_large", raw_status=auth.status)
+        auth.captured += request.amount
+        auth.status = "captured"
+        return ProviderResult(
+            outcome=Outcome.APPROVED, provider_reference=request.provider_reference, raw_status="succeeded"
+        )
+
+    async def void(self, request: VoidRequest) -> ProviderResult:
+        """Cancel an uncaptured authorization."""
+        await self._delay(Flow.VOID)
+        auth = self._find(request.provider_reference)
+        if auth is None or auth.captured:
+            return ProviderResult(outcome=Outcome.DECLINED_HARD, code="payment_intent_unexpected_state")
+        auth.status = "voided"
+        return ProviderResult(
+            outcome=Outcome.APPROVED, provider_reference=request.provider_reference, raw_status="canceled"
+        )
+
+    async def refund(self, request: RefundRequest) -> ProviderResult:
+        """Refund part of the captured amount."""
+        await self._delay(Flow.REFUND)
+        auth = self._find(request.provider_reference)
+        if auth is None or auth.refunded + request.amount > auth.captured:
+            return ProviderResult(outcome=Outcome.DECLINED_HARD, code="amount_too_large")
+        auth.refunded += request.amount
+        return ProviderResult(
+            outcome=Outcome.APPROVED, provider_reference=f"sbr_{next(self._sequence):012d}", raw_status="succeeded"
+        )
+
+    async def sync(self, request: SyncRequest) -> ProviderResult:
+        """Report what the sandbox knows of an attempt; an attempt it never saw is declined."""
+        await self._delay(Flow.SYNC)
+        reference = request.provider_reference or self._by_idempotency_key.get(request.attempt_id)
+        auth = self._find(reference) if reference else None
+        if auth is None:
+            return ProviderResult(outcome=Outcome.DECLINED_HARD, code="resource_missing", raw_status="not_found")
+        return ProviderResult(
+            outcome=Outcome.APPROVED, provider_reference=reference, raw_status=auth.status, amount=auth.amount
+        )

@@ -1,0 +1,1 @@
+"""HTTP only: controllers, error mapping and the merchant guard. Nothing imports this package."""

@@ -1,0 +1,133 @@
+"""``create_app(settings)``: the Litestar application with its resources on ``app.state``.
+
+The lifespan opens, in order: the database (migrated), the read pool, the group-commit writer,
+the store, the merchant directory, the provider adapters and the payment service; and closes
+them in reverse, letting the writer commit what is queued before its connection closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+
+import asyncpg
+from litestar import Litestar
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+
+from adapters.base import ProviderAdapter
+from adapters.sandbox import SandboxAdapter
+from switch import __version__
+from switch.api.errors import (
+    ApiError,
+    handle_api_error,
+    handle_http_exception,
+    handle_payment_error,
+    handle_unexpected,
+)
+from switch.api.health import live, ready
+from switch.api.payments import PaymentController
+from switch.config import Settings, load_settings
+from switch.embedded import embedded_database_url
+from switch.ledger.migrate import migrate
+from switch.ledger.writer import GroupCommitWriter
+from switch.merchants import MerchantDirectory
+from switch.payments.errors import PaymentError
+from switch.payments.idempotency import IdempotencyGuard
+from switch.payments.service import PaymentService
+from switch.stores.base import Store
+from switch.stores.memory import MemoryStore
+from switch.stores.redis import RedisStore
+from switch.vault.cards import Vault
+
+logger = logging.getLogger(__name__)
+
+
+async def load_fingerprint_key(connection: asyncpg.Connection, configured: str) -> bytes:
+    """Return the card-fingerprint key: the configured one, or one generated once per database."""
+    if configured:
+        return configured.encode("utf-8")
+    await connection.execute(
+        "INSERT INTO switch_secrets (name, value) VALUES ('fingerprint_key', $1) ON CONFLICT DO NOTHING",
+        secrets.token_bytes(32),
+    )
+    return bytes(await connection.fetchval("SELECT value FROM switch_secrets WHERE name = 'fingerprint_key'"))
+
+
+def build_adapters(settings: Settings) -> dict[str, ProviderAdapter]:
+    """Instantiate the providers this switch can route to."""
+    return {"sandbox": SandboxAdapter(latency_ms=settings.sandbox_latency_ms)}
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the application; resources are opened by its lifespan.
+
+    Args:
+        settings: Configuration; read from the environment when None.
+    """
+    settings = settings or load_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        dsn = settings.database_url or embedded_database_url(settings.data_dir)
+        connection = await asyncpg.connect(dsn)
+        try:
+            await migrate(connection)
+            fingerprint_key = await load_fingerprint_key(connection, settings.vault_key)
+        finally:
+            await connection.close()
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=settings.db_pool_size)
+        writer = GroupCommitWriter(lambda: asyncpg.connect(dsn))
+        await writer.start()
+        store: Store = RedisStore(settings.redis_url) if settings.redis_url else MemoryStore()
+        adapters = build_adapters(settings)
+        app.state.settings = settings
+        app.state.pool = pool
+        app.state.writer = writer
+        app.state.store = store
+        app.state.adapters = adapters
+        app.state.merchants = MerchantDirectory(pool)
+        app.state.payments = PaymentService(
+            pool=pool,
+            writer=writer,
+            adapters=adapters,
+            vault=Vault(fingerprint_key),
+            idempotency=IdempotencyGuard(store, pool, settings.idempotency_ttl_s),
+        )
+        try:
+            yield
+        finally:
+            await writer.stop()
+            for adapter in adapters.values():
+                await adapter.close()
+            await store.close()
+            await pool.close()
+
+    return Litestar(
+        route_handlers=[PaymentController, live, ready],
+        lifespan=[lifespan],
+        exception_handlers={
+            ApiError: handle_api_error,
+            PaymentError: handle_payment_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected,
+        },
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Payment switch API",
+            version=__version__,
+            path="/schema",
+            render_plugins=[JsonRenderPlugin()],
+        ),
+        debug=False,
+    )
+
+
+def create_app_from_env() -> Litestar:
+    """Factory for ``uvicorn --factory`` and worker processes: settings from the environment."""
+    logging.basicConfig(level=os.environ.get("SWITCH_LOG_LEVEL", "INFO"))
+    return create_app(load_settings())

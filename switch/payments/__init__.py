@@ -1,0 +1,1 @@
+"""The payment state machine: authorize, capture, void, refund, idempotency, recovery."""

@@ -1,0 +1,162 @@
+"""Request and response shapes of payments and refunds (msgspec Structs, built once)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+Amount = Annotated[int, Meta(ge=1, le=10**15, description="Integer minor units of the currency")]
+CurrencyCode = Annotated[str, Meta(pattern="^[A-Z]{3}$", description="ISO 4217 code, upper case")]
+ShortText = Annotated[str, Meta(max_length=255)]
+IdempotencyKeyText = Annotated[str, Meta(min_length=1, max_length=255)]
+Metadata = Annotated[
+    dict[Annotated[str, Meta(min_length=1, max_length=40)], Annotated[str, Meta(max_length=500)]],
+    Meta(max_length=50),
+]
+
+
+class CardIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A card as the merchant sends it."""
+
+    number: Annotated[str, Meta(min_length=1, max_length=19)]
+    exp_month: Annotated[int, Meta(ge=1, le=12)]
+    exp_year: Annotated[int, Meta(ge=2000, le=2100)]
+    cvc: Annotated[str, Meta(pattern="^[0-9]{3,4}$")] | None = None
+    holder_name: Annotated[str, Meta(max_length=200)] | None = None
+
+
+class CardPaymentMethodIn(msgspec.Struct, forbid_unknown_fields=True, tag="card", tag_field="type"):
+    """``payment_method`` of type ``card``."""
+
+    card: CardIn
+
+
+class CustomerIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Who pays; used by risk and routing."""
+
+    email: Annotated[str, Meta(max_length=254, pattern="^[^@\\s]+@[^@\\s]+$")] | None = None
+    ip: Annotated[str, Meta(max_length=45)] | None = None
+    country: Annotated[str, Meta(pattern="^[A-Z]{2}$")] | None = None
+    device_id: Annotated[str, Meta(max_length=100)] | None = None
+    name: Annotated[str, Meta(max_length=200)] | None = None
+
+
+class PaymentCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``POST /v1/payments`` body."""
+
+    amount: Amount
+    currency: CurrencyCode
+    payment_method: CardPaymentMethodIn
+    capture: Literal["automatic", "manual"] = "automatic"
+    reference: ShortText | None = None
+    customer: CustomerIn | None = None
+    metadata: Metadata = msgspec.field(default_factory=dict)
+
+
+class CaptureCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``POST /v1/payments/{id}/capture`` body; every field optional."""
+
+    amount: Amount | None = None
+    final: bool | None = None
+
+
+class VoidCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``POST /v1/payments/{id}/void`` body."""
+
+    reason: Literal["duplicate", "fraudulent", "requested_by_customer", "abandoned"] | None = None
+
+
+class RefundCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``POST /v1/payments/{id}/refunds`` body; without ``amount`` everything refundable is refunded."""
+
+    amount: Amount | None = None
+    reason: Literal["duplicate", "fraudulent", "requested_by_customer"] | None = None
+    metadata: Metadata = msgspec.field(default_factory=dict)
+
+
+class CardOut(msgspec.Struct, kw_only=True):
+    """The card as shown back: never the number or the CVC."""
+
+    brand: str
+    bin: str
+    last4: str
+    exp_month: int
+    exp_year: int
+    token: str
+    fingerprint: str
+
+
+class PaymentMethodOut(msgspec.Struct, kw_only=True):
+    """``payment_method`` in a response."""
+
+    type: str
+    card: CardOut | None = None
+
+
+class AttemptOut(msgspec.Struct, kw_only=True):
+    """One provider call of the routing plan."""
+
+    provider: str
+    outcome: str
+    code: str | None
+    latency_ms: int
+
+
+class RoutingOut(msgspec.Struct, kw_only=True):
+    """How the payment was routed."""
+
+    strategy: str
+    reason: str
+    attempts: list[AttemptOut]
+
+
+class DeclineOut(msgspec.Struct, kw_only=True):
+    """Why a payment was declined."""
+
+    code: str
+    category: Literal["hard", "soft", "technical"]
+    message: str
+
+
+class Payment(msgspec.Struct, kw_only=True):
+    """The payment object of the API."""
+
+    id: str
+    object: Literal["payment"] = "payment"
+    status: str
+    amount: int
+    currency: str
+    amount_captured: int
+    amount_refunded: int
+    capture: str
+    payment_method: PaymentMethodOut
+    provider: str | None
+    provider_reference: str | None
+    routing: RoutingOut
+    risk: dict[str, Any] | None = None
+    decline: DeclineOut | None = None
+    next_action: dict[str, Any] | None = None
+    reference: str | None = None
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    livemode: bool = False
+    created: int
+
+
+class Refund(msgspec.Struct, kw_only=True):
+    """The refund object of the API."""
+
+    id: str
+    object: Literal["refund"] = "refund"
+    payment: str
+    amount: int
+    currency: str
+    status: str
+    reason: str | None = None
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    created: int
+
+
+ENCODER = msgspec.json.Encoder()
+PAYMENT_DECODER = msgspec.json.Decoder(Payment)
