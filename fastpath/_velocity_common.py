@@ -2,7 +2,7 @@
 
 from collections.abc import Sequence
 
-from fastpath._money import check_int, check_range
+from fastpath._money import check_range
 
 #: Upper bounds that keep a misconfiguration from allocating absurd amounts of memory.
 MAX_WINDOW_SECONDS: int = 10**7
@@ -67,4 +67,4 @@ def check_distinct_values(keys: Sequence[object], distinct_values: Sequence[obje
         )
 
 
-__all__ = ["check_config", "check_distinct_values", "check_int", "clock_error", "key_error"]
+__all__ = ["check_config", "check_distinct_values", "clock_error", "key_error"]

@@ -14,10 +14,10 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
+import httpx
 import pytest
 import pytest_asyncio
 from litestar import Litestar
-import httpx
 
 from switch.config import Settings
 from switch.merchants import create_merchant

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -29,6 +29,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SignedDelivery = Callable[[], tuple[bytes, dict[str, str]]]
 
 IDEMPOTENCY_HEADERS = ("Idempotency-Key", "PayPal-Request-Id")
+SIM_KEY: web.AppKey[Simulator] = web.AppKey("sim", "Simulator")
 
 
 class ProviderSim(Protocol):
@@ -60,6 +61,8 @@ class Simulator:
         self.stats: dict[str, Counter[str]] = defaultdict(Counter)
         self.idempotency: dict[tuple[str, str], tuple[bytes, int, bytes, str]] = {}
         self.deliveries: list[dict[str, Any]] = []
+        # The last requests received (provider, method, path, body), for wire-format checks.
+        self.requests_log: deque[tuple[str, str, str, bytes]] = deque(maxlen=2000)
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: ClientSession | None = None
 
@@ -152,6 +155,7 @@ class Simulator:
         self.idempotency.clear()
         self.stats.clear()
         self.deliveries.clear()
+        self.requests_log.clear()
 
 
 def _provider_of(path: str) -> str | None:
@@ -170,6 +174,7 @@ def _fault_middleware(sim: Simulator) -> Any:
         knobs = sim.knobs(provider)
         stats = sim.stats[provider]
         stats["requests"] += 1
+        sim.requests_log.append((provider, request.method, request.path, await request.read()))
         now = time.time()
         for outage in knobs.outages:
             if outage.active(now):
@@ -293,7 +298,12 @@ def _admin_routes(sim: Simulator) -> list[web.RouteDef]:
 
     async def stats(_: web.Request) -> web.Response:
         return web.json_response(
-            {"providers": {k: dict(v) for k, v in sim.stats.items()}, "deliveries": sim.deliveries}
+            {
+                "providers": {k: dict(v) for k, v in sim.stats.items()},
+                "deliveries": sim.deliveries,
+                # Paths only: bodies carry card numbers and stay in memory for in-process tests.
+                "requests": [{"provider": p, "method": m, "path": path} for p, m, path, _ in sim.requests_log],
+            }
         )
 
     async def reset(_: web.Request) -> web.Response:
@@ -322,7 +332,7 @@ def build_app(config: SimulatorConfig | None = None) -> web.Application:
 
     sim = Simulator(config or SimulatorConfig())
     app = web.Application(middlewares=[_fault_middleware(sim)], client_max_size=4 * 1024 * 1024)
-    app["sim"] = sim
+    app[SIM_KEY] = sim
     for provider in all_providers(sim):
         sim.providers[provider.name] = provider
         app.add_routes(provider.routes())
@@ -364,7 +374,7 @@ class SimulatorServer:
     @property
     def sim(self) -> Simulator:
         """The simulator's shared state (for in-process inspection)."""
-        simulator: Simulator = self.app["sim"]
+        simulator: Simulator = self.app[SIM_KEY]
         return simulator
 
     @property

@@ -14,7 +14,7 @@ from switch.payments.errors import PaymentError
 logger = logging.getLogger(__name__)
 
 _ENCODER = msgspec.json.Encoder()
-_PATH = re.compile(r" - at `\$((?:\.[^`\[]+|\[[^\]]*\])*)`$")
+_PATH = re.compile(r" - at (?:`key` in )?`\$((?:\.[^`\[]+|\[[^\]]*\])*)`$")
 _FIELD = re.compile(r"field `([^`]+)`")
 
 

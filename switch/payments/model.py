@@ -9,10 +9,16 @@ from msgspec import Meta
 
 Amount = Annotated[int, Meta(ge=1, le=10**15, description="Integer minor units of the currency")]
 CurrencyCode = Annotated[str, Meta(pattern="^[A-Z]{3}$", description="ISO 4217 code, upper case")]
-ShortText = Annotated[str, Meta(max_length=255)]
+# PostgreSQL text cannot hold NUL; refusing it here keeps one hostile request from failing a whole
+# ledger batch.
+_NO_NUL = "^[^\x00]*$"
+ShortText = Annotated[str, Meta(max_length=255, pattern=_NO_NUL)]
 IdempotencyKeyText = Annotated[str, Meta(min_length=1, max_length=255)]
 Metadata = Annotated[
-    dict[Annotated[str, Meta(min_length=1, max_length=40)], Annotated[str, Meta(max_length=500)]],
+    dict[
+        Annotated[str, Meta(min_length=1, max_length=40, pattern=_NO_NUL)],
+        Annotated[str, Meta(max_length=500, pattern=_NO_NUL)],
+    ],
     Meta(max_length=50),
 ]
 
@@ -24,7 +30,7 @@ class CardIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     exp_month: Annotated[int, Meta(ge=1, le=12)]
     exp_year: Annotated[int, Meta(ge=2000, le=2100)]
     cvc: Annotated[str, Meta(pattern="^[0-9]{3,4}$")] | None = None
-    holder_name: Annotated[str, Meta(max_length=200)] | None = None
+    holder_name: Annotated[str, Meta(max_length=200, pattern=_NO_NUL)] | None = None
 
 
 class CardPaymentMethodIn(msgspec.Struct, forbid_unknown_fields=True, tag="card", tag_field="type"):
@@ -36,11 +42,11 @@ class CardPaymentMethodIn(msgspec.Struct, forbid_unknown_fields=True, tag="card"
 class CustomerIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Who pays; used by risk and routing."""
 
-    email: Annotated[str, Meta(max_length=254, pattern="^[^@\\s]+@[^@\\s]+$")] | None = None
-    ip: Annotated[str, Meta(max_length=45)] | None = None
+    email: Annotated[str, Meta(max_length=254, pattern="^[^@\\s\x00]+@[^@\\s\x00]+$")] | None = None
+    ip: Annotated[str, Meta(max_length=45, pattern="^[0-9A-Fa-f.:]+$")] | None = None
     country: Annotated[str, Meta(pattern="^[A-Z]{2}$")] | None = None
-    device_id: Annotated[str, Meta(max_length=100)] | None = None
-    name: Annotated[str, Meta(max_length=200)] | None = None
+    device_id: Annotated[str, Meta(max_length=100, pattern=_NO_NUL)] | None = None
+    name: Annotated[str, Meta(max_length=200, pattern=_NO_NUL)] | None = None
 
 
 class PaymentCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -8,6 +8,7 @@ ledger batch, and answer only after that batch committed.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -69,6 +70,7 @@ _STATUS_BY_OUTCOME = {
     Outcome.UNKNOWN: "pending",
 }
 _ATTEMPT_REQUEST_ENCODER = msgspec.json.Encoder()
+_ID_SHAPE = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 # A mutation checks the state, calls the provider and returns (status, body, ledger op).
 _Mutation = Callable[[Payment, PaymentState, ProviderAdapter | None, str], Awaitable[tuple[int, bytes, WriteOp]]]
@@ -349,6 +351,8 @@ class PaymentService:
         Raises:
             PaymentError: 404 when it does not exist or belongs to another merchant.
         """
+        if not _plausible_id(payment_id):
+            raise _missing("payment", payment_id)
         body = await self._pool.fetchval(
             "SELECT body::text FROM payments WHERE id = $1 AND merchant_id = $2", payment_id, merchant.id
         )
@@ -370,9 +374,11 @@ class PaymentService:
                 limit + 1,
             )
         else:
-            anchor = await self._pool.fetchrow(
-                "SELECT created, id FROM payments WHERE id = $1 AND merchant_id = $2", starting_after, merchant.id
-            )
+            anchor = None
+            if _plausible_id(starting_after):
+                anchor = await self._pool.fetchrow(
+                    "SELECT created, id FROM payments WHERE id = $1 AND merchant_id = $2", starting_after, merchant.id
+                )
             if anchor is None:
                 raise PaymentError(
                     "invalid", "resource_missing", f"no payment {starting_after!r} to start after", "starting_after"
@@ -391,6 +397,8 @@ class PaymentService:
 
     async def get_refund(self, merchant: Merchant, refund_id: str) -> bytes:
         """Return the refund's JSON, or raise 404."""
+        if not _plausible_id(refund_id):
+            raise _missing("refund", refund_id)
         row = await self._pool.fetchrow(
             "SELECT id, payment_id, amount, currency, status, reason, created FROM refunds"
             " WHERE id = $1 AND merchant_id = $2",
@@ -413,6 +421,8 @@ class PaymentService:
     # ------------------------------------------------------------------ mutations
 
     async def _load(self, merchant: Merchant, payment_id: str) -> tuple[Payment, PaymentState, int, str]:
+        if not _plausible_id(payment_id):
+            raise _missing("payment", payment_id)
         row = await self._pool.fetchrow(
             "SELECT body::text AS body, status, amount, amount_captured, amount_refunded, capture_closed, version,"
             " provider FROM payments WHERE id = $1 AND merchant_id = $2",
@@ -638,4 +648,10 @@ def _apply(payment: Payment, state: PaymentState) -> None:
 
 
 def _missing(kind: str, object_id: str) -> PaymentError:
-    return PaymentError("not_found", "resource_missing", f"no such {kind}: {object_id!r}", "id")
+    shown = object_id if _ID_SHAPE.fullmatch(object_id) else "(not a valid id)"
+    return PaymentError("not_found", "resource_missing", f"no such {kind}: {shown}", "id")
+
+
+def _plausible_id(object_id: str) -> bool:
+    """Ids are ASCII letters, digits and underscores; anything else cannot exist (and must not reach SQL)."""
+    return _ID_SHAPE.fullmatch(object_id) is not None

@@ -1,0 +1,185 @@
+"""The adapter contract, written once and run against every adapter through the simulator."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from adapters.base import (
+    CaptureRequest,
+    Outcome,
+    RefundRequest,
+    SyncRequest,
+    VoidRequest,
+    WebhookRejected,
+)
+from tests.adapters.conftest import Admin, ProviderCase, Receiver
+
+
+def _key() -> str:
+    return uuid.uuid4().hex
+
+
+async def test_should_authorize(case: ProviderCase, simulator, admin: Admin) -> None:
+    adapter = case.adapter(simulator)
+    try:
+        request = case.authorize_request()
+        result = await adapter.authorize(request)
+    finally:
+        await adapter.close()
+    assert result.outcome is Outcome.APPROVED, result
+    assert result.provider_reference
+    assert result.code is None
+
+
+async def test_should_capture_authorized(case: ProviderCase, simulator, admin: Admin) -> None:
+    if not case.supports_manual_capture:
+        pytest.skip(f"{case.name} captures at authorization")
+    adapter = case.adapter(simulator)
+    try:
+        request = case.authorize_request(capture=False)
+        authorized = await adapter.authorize(request)
+        assert authorized.outcome is Outcome.APPROVED, authorized
+        captured = await adapter.capture(
+            CaptureRequest(
+                payment_id=request.payment_id,
+                provider_reference=authorized.provider_reference or "",
+                idempotency_key=_key(),
+                amount=request.amount,
+                currency=request.currency,
+            )
+        )
+    finally:
+        await adapter.close()
+    assert captured.outcome is case.capture_outcome, captured
+    assert captured.amount in (None, request.amount)
+
+
+async def test_should_refund_captured(case: ProviderCase, simulator, admin: Admin) -> None:
+    adapter = case.adapter(simulator)
+    try:
+        request = case.authorize_request(capture=True)
+        authorized = await adapter.authorize(request)
+        assert authorized.outcome is Outcome.APPROVED, authorized
+        refund_amount = request.amount // 2
+        refunded = await adapter.refund(
+            RefundRequest(
+                payment_id=request.payment_id,
+                refund_id=f"re_{uuid.uuid4().hex[:8]}",
+                provider_reference=authorized.provider_reference or "",
+                idempotency_key=_key(),
+                amount=refund_amount,
+                currency=request.currency,
+            )
+        )
+    finally:
+        await adapter.close()
+    assert refunded.outcome is case.refund_outcome, refunded
+    assert refunded.amount in (None, refund_amount)
+
+
+async def test_should_void_authorized(case: ProviderCase, simulator, admin: Admin) -> None:
+    if not case.supports_manual_capture:
+        pytest.skip(f"{case.name} has no uncaptured authorizations")
+    adapter = case.adapter(simulator)
+    try:
+        request = case.authorize_request(capture=False)
+        authorized = await adapter.authorize(request)
+        voided = await adapter.void(
+            VoidRequest(
+                payment_id=request.payment_id,
+                provider_reference=authorized.provider_reference or "",
+                idempotency_key=_key(),
+                amount=request.amount,
+                currency=request.currency,
+            )
+        )
+    finally:
+        await adapter.close()
+    assert voided.outcome in (Outcome.APPROVED, case.capture_outcome), voided
+
+
+async def test_should_map_every_decline_code(case: ProviderCase, simulator, admin: Admin) -> None:
+    adapter = case.adapter(simulator)
+    seen: dict[str, tuple[Outcome, str | None]] = {}
+    try:
+        await admin.knobs(case.name, approval_rate=0.0)
+        for code in case.decline_map:
+            await admin.knobs(case.name, decline_mix={code: 1.0})
+            result = await adapter.authorize(case.authorize_request())
+            seen[code] = (result.outcome, result.code)
+    finally:
+        await adapter.close()
+    expected = {code: (outcome, code) for code, outcome in case.decline_map.items()}
+    assert seen == expected
+
+
+async def test_should_reject_forged_webhook(case: ProviderCase, simulator, admin: Admin, receiver: Receiver) -> None:
+    await admin.knobs(case.name, webhook={"url": receiver.url(case.name)})
+    adapter = case.adapter(simulator)
+    try:
+        await adapter.authorize(case.authorize_request())
+        deliveries = await receiver.wait_for(case.name)
+    finally:
+        await adapter.close()
+    headers, body, _ = deliveries[0]
+    events = adapter.parse_webhook(headers, body)  # the genuine one is accepted
+    assert events and events[0].event_id
+    forged = body.replace(b"true", b"fals").replace(b"1250", b"9999").replace(b"10.99", b"99.99")
+    assert forged != body
+    with pytest.raises(WebhookRejected):
+        adapter.parse_webhook(headers, forged)
+    stripped = {k: v for k, v in headers.items() if "sig" not in k.lower()}
+    if stripped != headers:
+        with pytest.raises(WebhookRejected):
+            adapter.parse_webhook(stripped, body)
+
+
+async def test_should_time_out_cleanly(case: ProviderCase, simulator, admin: Admin) -> None:
+    adapter = case.adapter(simulator, total_timeout=0.4)
+    request = case.authorize_request()
+    try:
+        # Warm up (pooled connection, access token) so that the payment call itself hangs.
+        assert (await adapter.authorize(case.authorize_request())).outcome is Outcome.APPROVED
+        await admin.knobs(case.name, timeout_rate=1.0, timeout_ms=1500)
+        started = time.monotonic()
+        result = await adapter.authorize(request)
+        elapsed = time.monotonic() - started
+        assert result.outcome is Outcome.UNKNOWN, result
+        assert elapsed < 1.2
+        if case.supports_sync and not (case.sync_by_attempt or result.provider_reference):
+            await admin.knobs(case.name, timeout_rate=0.0)
+            synced = await adapter.sync(
+                SyncRequest(payment_id=request.payment_id, provider_reference=None, attempt_id=request.attempt_id)
+            )
+            # Without a reference the provider cannot be asked: the outcome stays unknown.
+            assert synced.outcome is Outcome.UNKNOWN
+        elif case.supports_sync:
+            # The simulator processed the request before hanging: sync finds the authorization.
+            await admin.knobs(case.name, timeout_rate=0.0)
+            synced = await adapter.sync(
+                SyncRequest(
+                    payment_id=request.payment_id,
+                    provider_reference=result.provider_reference,
+                    attempt_id=request.attempt_id,
+                )
+            )
+            assert synced.outcome is Outcome.APPROVED, synced
+    finally:
+        await adapter.close()
+
+
+async def test_duplicate_webhooks_carry_the_same_event_id(
+    case: ProviderCase, simulator, admin: Admin, receiver: Receiver
+) -> None:
+    await admin.knobs(case.name, webhook={"url": receiver.url(case.name), "duplicates": 2})
+    adapter = case.adapter(simulator)
+    try:
+        await adapter.authorize(case.authorize_request())
+        deliveries = await receiver.wait_for(case.name, count=3)
+    finally:
+        await adapter.close()
+    ids = {adapter.parse_webhook(h, b)[0].event_id for h, b, _ in deliveries[:3]}
+    assert len(ids) == 1
