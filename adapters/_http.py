@@ -147,9 +147,7 @@ class HttpTransport:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=self.pool_size, keepalive_timeout=30.0, enable_cleanup_closed=True
-            )
+            connector = aiohttp.TCPConnector(limit=self.pool_size, keepalive_timeout=30.0, enable_cleanup_closed=True)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 # The total deadline is enforced around all attempts, not per attempt.
@@ -209,9 +207,7 @@ class HttpTransport:
         if idempotency_key and self.idempotency_header:
             hdrs[self.idempotency_header] = idempotency_key
         if retry_safe is None:
-            retry_safe = method.upper() in {"GET", "HEAD"} or bool(
-                idempotency_key and self.idempotency_header
-            )
+            retry_safe = method.upper() in {"GET", "HEAD"} or bool(idempotency_key and self.idempotency_header)
         url = self.base_url + path
         outgoing = OutgoingRequest(method=method.upper(), url=url, path=path, headers=hdrs, body=body)
         if self.signer is not None:
@@ -219,9 +215,7 @@ class HttpTransport:
         deadline = time.monotonic() + (timeout if timeout is not None else self.total_timeout)
         return await self._send_with_retries(outgoing, deadline, retry_safe)
 
-    async def _send_with_retries(
-        self, outgoing: OutgoingRequest, deadline: float, retry_safe: bool
-    ) -> HttpResponse:
+    async def _send_with_retries(self, outgoing: OutgoingRequest, deadline: float, retry_safe: bool) -> HttpResponse:
         attempt = 0
         maybe_sent = False
         while True:
@@ -242,11 +236,7 @@ class HttpTransport:
                 if not retry_safe or attempt >= self.retry.max_retries:
                     raise
             else:
-                if (
-                    response.status not in RETRYABLE_STATUSES
-                    or not retry_safe
-                    or attempt >= self.retry.max_retries
-                ):
+                if response.status not in RETRYABLE_STATUSES or not retry_safe or attempt >= self.retry.max_retries:
                     return response
                 delay = self.retry.delay(attempt, response.headers.get("retry-after"))
                 if time.monotonic() + delay >= deadline:

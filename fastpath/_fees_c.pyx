@@ -1,4 +1,6 @@
-# cython: freethreading_compatible = False
+# cython: annotation_typing=False
+# (annotations document the API; the C types are declared with cdef, and arguments are checked
+# by the shared helpers so that both implementations raise the same errors)
 """Compiled implementation of ``fastpath.fees``; ``_fees_py.py`` is the readable reference.
 
 The arithmetic is int64 only: ``amount * centibps`` can reach 3 * 10^21, so the amount is split

@@ -1,3 +1,6 @@
+# cython: annotation_typing=False
+# (annotations document the API; the C types are declared with cdef, and arguments are checked
+# by the shared helpers so that both implementations raise the same errors)
 """Compiled implementation of ``fastpath.fx``; ``_fx_py.py`` is the readable reference.
 
 The conversion fraction is evaluated in 128-bit integers. Bounds (amount <= 10^15, scaled

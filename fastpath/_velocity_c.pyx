@@ -1,3 +1,6 @@
+# cython: annotation_typing=False
+# (annotations document the API; the C types are declared with cdef, and arguments are checked
+# by the shared helpers so that both implementations raise the same errors)
 """Compiled implementation of ``fastpath.velocity``; ``_velocity_py.py`` is the readable reference.
 
 Same algorithm, with every key's counters in one fixed-size record of int64s inside a growable
@@ -52,6 +55,12 @@ cdef inline int64_t _amount(object amount) except -1:
         if overflow == 0 and 0 <= value <= _MAX_AMOUNT:
             return value
     return check_amount(amount, minimum=0)
+
+
+cdef inline bint _fits(int64_t total, int64_t value, int64_t times) noexcept nogil:
+    """Whether ``total + value * times`` fits int64, computed without overflowing."""
+    # total >= 0, so the room is never negative; value * times > room <=> times > room // value.
+    return value == 0 or times <= (_INT64_MAX - total) // value
 
 
 cdef class VelocityCounters:
@@ -423,18 +432,19 @@ cdef class VelocityCounters:
             self._evict_idle(now_ms)
             for i in range(count):
                 key = keys[i]
-                found = self._index.get(key)
-                if found is None:
-                    continue
                 times = 1
                 for j in range(i):
                     if keys[j] == key:
                         times += 1
+                found = self._index.get(key)
+                if found is None:
+                    if not _fits(0, value, times):
+                        raise overflow_error(f"amount sum of key {key!r}")
+                    continue
                 record = self._record(<Py_ssize_t>found)
                 self._advance(record, now_ms)
                 for w in range(self._window_count):
-                    # value <= 10^15 and times <= count: the product cannot overflow first.
-                    if record[self._o_total_sums + w] > _INT64_MAX - value * times:
+                    if not _fits(record[self._o_total_sums + w], value, times):
                         raise overflow_error(f"amount sum of key {key!r}")
             result = [None] * count
             for i in range(count):

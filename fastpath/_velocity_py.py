@@ -159,10 +159,11 @@ class VelocityCounters:
 
     def _check_room(self, key: str, state: _KeyState | None, amount: int, times: int, now_ms: int) -> None:
         """Raise before any change if adding ``amount`` ``times`` would overflow a sum."""
-        if state is None:
-            return
-        self._advance(state, now_ms)
-        for total in state.total_sums:
+        totals = [0]
+        if state is not None:
+            self._advance(state, now_ms)
+            totals = state.total_sums
+        for total in totals:
             if total + amount * times > INT64_MAX:
                 raise overflow_error(f"amount sum of key {key!r}")
 

@@ -33,10 +33,10 @@ from switch.api.health import live, ready
 from switch.api.payments import PaymentController
 from switch.config import Settings, load_settings
 from switch.embedded import embedded_database_url
+from switch.errors import PaymentError
 from switch.ledger.migrate import migrate
 from switch.ledger.writer import GroupCommitWriter
 from switch.merchants import MerchantDirectory
-from switch.payments.errors import PaymentError
 from switch.payments.idempotency import IdempotencyGuard
 from switch.payments.service import PaymentService
 from switch.stores.base import Store

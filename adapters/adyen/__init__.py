@@ -160,9 +160,7 @@ class AdyenAdapter(ProviderAdapter):
         except ValueError as exc:
             return ProviderResult(outcome=Outcome.TECHNICAL, raw_status="invalid_request", message=str(exc))
         try:
-            response = await self.http.request(
-                "POST", "/payments", json=body, idempotency_key=request.idempotency_key
-            )
+            response = await self.http.request("POST", "/payments", json=body, idempotency_key=request.idempotency_key)
         except TransportError as exc:
             return transport_outcome(exc)
         if response.status != 200:

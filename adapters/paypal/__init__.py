@@ -168,7 +168,9 @@ class PayPalAdapter(ProviderAdapter):
             order = response.json()
             order_id = order.get("id")
             if order.get("status") == "PAYER_ACTION_REQUIRED" or request.method_type == "paypal":
-                link = next((li["href"] for li in order.get("links", []) if li.get("rel") in {"payer-action", "approve"}), None)
+                link = next(
+                    (li["href"] for li in order.get("links", []) if li.get("rel") in {"payer-action", "approve"}), None
+                )
                 return ProviderResult(
                     outcome=Outcome.REQUIRES_ACTION,
                     provider_reference=order_id,
@@ -221,7 +223,9 @@ class PayPalAdapter(ProviderAdapter):
             amount=t.from_paypal_value(amount["value"], amount["currency_code"]) if amount else None,
         )
 
-    def _remember(self, order_id: str | None, authorizations: list[dict[str, Any]], captures: list[dict[str, Any]]) -> None:
+    def _remember(
+        self, order_id: str | None, authorizations: list[dict[str, Any]], captures: list[dict[str, Any]]
+    ) -> None:
         if not order_id:
             return
         self._orders[order_id] = {
@@ -246,8 +250,11 @@ class PayPalAdapter(ProviderAdapter):
         try:
             ids = await self._ids(request.provider_reference, "authorizations")
             if not ids:
-                return ProviderResult(outcome=Outcome.DECLINED_HARD, raw_status="no_authorization",
-                                      provider_reference=request.provider_reference)
+                return ProviderResult(
+                    outcome=Outcome.DECLINED_HARD,
+                    raw_status="no_authorization",
+                    provider_reference=request.provider_reference,
+                )
             body = {"amount": t.money(request.amount, request.currency), "final_capture": request.final}
             response = await self._call(
                 "POST", f"/v2/payments/authorizations/{ids[-1]}/capture", body, request.idempotency_key
@@ -271,13 +278,17 @@ class PayPalAdapter(ProviderAdapter):
             ids = await self._ids(request.provider_reference, "authorizations")
             if not ids:
                 return ProviderResult(outcome=Outcome.DECLINED_HARD, raw_status="no_authorization")
-            response = await self._call("POST", f"/v2/payments/authorizations/{ids[-1]}/void", None, request.idempotency_key)
+            response = await self._call(
+                "POST", f"/v2/payments/authorizations/{ids[-1]}/void", None, request.idempotency_key
+            )
         except _AuthFailed as exc:
             return _error_result(exc.response)
         except TransportError as exc:
             return transport_outcome(exc)
         if response.status == 204:
-            return ProviderResult(outcome=Outcome.APPROVED, provider_reference=request.provider_reference, raw_status="VOIDED")
+            return ProviderResult(
+                outcome=Outcome.APPROVED, provider_reference=request.provider_reference, raw_status="VOIDED"
+            )
         if response.status not in (200, 201):
             return _error_result(response)
         return _item_result(response.json(), t.AUTHORIZATION_STATUS_MAP, request.provider_reference)
@@ -289,7 +300,9 @@ class PayPalAdapter(ProviderAdapter):
             if not ids:
                 return ProviderResult(outcome=Outcome.DECLINED_HARD, raw_status="no_capture")
             body = {"amount": t.money(request.amount, request.currency), "custom_id": request.refund_id}
-            response = await self._call("POST", f"/v2/payments/captures/{ids[-1]}/refund", body, request.idempotency_key)
+            response = await self._call(
+                "POST", f"/v2/payments/captures/{ids[-1]}/refund", body, request.idempotency_key
+            )
         except _AuthFailed as exc:
             return _error_result(exc.response)
         except TransportError as exc:
@@ -322,10 +335,16 @@ class PayPalAdapter(ProviderAdapter):
             WebhookRejected: On a missing, forged or stale signature, or a malformed body.
         """
         h = {k.lower(): v for k, v in headers.items()}
-        tid, ttime, sig = h.get("paypal-transmission-id"), h.get("paypal-transmission-time"), h.get("paypal-transmission-sig")
+        tid, ttime, sig = (
+            h.get("paypal-transmission-id"),
+            h.get("paypal-transmission-time"),
+            h.get("paypal-transmission-sig"),
+        )
         if not tid or not ttime or not sig:
             raise WebhookRejected("missing_signature")
-        expected = sign_webhook(self.credentials.webhook_secret, self.credentials.extra.get("webhook_id", ""), body, tid, ttime)
+        expected = sign_webhook(
+            self.credentials.webhook_secret, self.credentials.extra.get("webhook_id", ""), body, tid, ttime
+        )
         if not hmac.compare_digest(expected, sig):
             raise WebhookRejected("bad_signature")
         try:

@@ -118,9 +118,7 @@ class Simulator:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(
-        self, provider: str, url: str, deliver: SignedDelivery, delay: float, copies: int
-    ) -> None:
+    async def _deliver(self, provider: str, url: str, deliver: SignedDelivery, delay: float, copies: int) -> None:
         if delay > 0:
             await asyncio.sleep(delay)
         if self._client is None or self._client.closed:
@@ -208,9 +206,7 @@ def _fault_middleware(sim: Simulator) -> Any:
     return middleware
 
 
-async def _idempotent(
-    sim: Simulator, provider: str, request: web.Request, handler: Handler
-) -> web.StreamResponse:
+async def _idempotent(sim: Simulator, provider: str, request: web.Request, handler: Handler) -> web.StreamResponse:
     key = next((request.headers[h] for h in IDEMPOTENCY_HEADERS if h in request.headers), None)
     if key is None or request.method != "POST":
         return await handler(request)
@@ -221,8 +217,13 @@ async def _idempotent(
         stored_request, status, stored_body, ctype = stored
         if stored_request != body:
             return web.json_response(
-                {"error": {"type": "idempotency_error", "message": "Keys for idempotent requests "
-                           "can only be used with the same parameters they were first used with."}},
+                {
+                    "error": {
+                        "type": "idempotency_error",
+                        "message": "Keys for idempotent requests "
+                        "can only be used with the same parameters they were first used with.",
+                    }
+                },
                 status=400 if provider == "stripe" else 422,
             )
         sim.stats[provider]["idempotent_replays"] += 1

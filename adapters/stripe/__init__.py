@@ -142,7 +142,10 @@ class StripeAdapter(ProviderAdapter):
             ]
             if "product_description" in request.details:
                 form.append(
-                    ("payment_method_options[konbini][product_description]", request.details["product_description"][:22])
+                    (
+                        "payment_method_options[konbini][product_description]",
+                        request.details["product_description"][:22],
+                    )
                 )
             return form
         if request.card is None:

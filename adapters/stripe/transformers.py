@@ -132,8 +132,18 @@ DECLINE_MAP: dict[str, Outcome] = {
 
 # Stripe error codes whose ``code`` is the decline itself (no separate decline_code).
 CODE_IS_DECLINE = frozenset(
-    {"expired_card", "incorrect_cvc", "incorrect_number", "invalid_cvc", "invalid_expiry_month",
-     "invalid_expiry_year", "invalid_number", "processing_error", "incorrect_zip", "authentication_required"}
+    {
+        "expired_card",
+        "incorrect_cvc",
+        "incorrect_number",
+        "invalid_cvc",
+        "invalid_expiry_month",
+        "invalid_expiry_year",
+        "invalid_number",
+        "processing_error",
+        "incorrect_zip",
+        "authentication_required",
+    }
 )
 
 

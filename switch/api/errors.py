@@ -9,7 +9,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from switch.payments.errors import PaymentError
+from switch.errors import PaymentError
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from switch.errors import ConcurrentUpdate, LedgerUnavailable
 from switch.ledger.postings import JournalTransaction
-from switch.payments.errors import ConcurrentUpdate, LedgerUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -218,6 +218,10 @@ WHERE k.merchant_id = u.m AND k.key = u.key AND k.status_code = 0
 """
 
 
+def _reserved(result: WriteResult | Exception) -> bool:
+    return not isinstance(result, WriteResult) or result.reserved
+
+
 def _columns(rows: list[Any], names: tuple[str, ...]) -> list[list[Any]]:
     return [[getattr(row, name) for row in rows] for name in names]
 
@@ -344,7 +348,18 @@ class GroupCommitWriter:
     ) -> list[int]:
         """Run the conditional statements; return the indexes of ops that go on."""
         live = list(range(len(batch)))
-        reserving = [i for i in live if batch[i].op.reserve is not None]
+        reserving = []
+        claimed: set[tuple[str, str]] = set()
+        for i in live:
+            reserve = batch[i].op.reserve
+            if reserve is None:
+                continue
+            if (reserve.merchant_id, reserve.key) in claimed:
+                # Duplicates inside one batch: the first claims the key, the rest find it taken.
+                results[i] = WriteResult(reserved=False)
+                continue
+            claimed.add((reserve.merchant_id, reserve.key))
+            reserving.append(i)
         if reserving:
             rows = [batch[i].op.reserve for i in reserving]
             got = await connection.fetch(
@@ -356,25 +371,36 @@ class GroupCommitWriter:
                 assert reserve is not None
                 if (reserve.merchant_id, reserve.key) not in won:
                     results[i] = WriteResult(reserved=False)
-            live = [i for i in live if not isinstance(results[i], WriteResult) or results[i].reserved]  # type: ignore[union-attr]
+        live = [i for i in live if _reserved(results[i])]
         updating = [i for i in live if batch[i].op.payment_update is not None]
+        lost: set[int] = set()
+        first_for_payment: dict[str, int] = {}
+        for i in updating:
+            update = batch[i].op.payment_update
+            assert update is not None
+            if update.id in first_for_payment:
+                # Both read the same version before this batch; only the first may apply.
+                results[i] = ConcurrentUpdate(update.id)
+                lost.add(i)
+            else:
+                first_for_payment[update.id] = i
+        updating = [i for i in updating if i not in lost]
         if updating:
             rows = [batch[i].op.payment_update for i in updating]
             names = ("id", "expected_version", "status", "amount_captured", "amount_refunded", "capture_closed", "body")
             got = await connection.fetch(_SQL_UPDATE_PAYMENT, *_columns(rows, names))
             updated = {r["id"] for r in got}
-            lost = set()
             for i in updating:
                 update = batch[i].op.payment_update
                 assert update is not None
                 if update.id not in updated:
                     results[i] = ConcurrentUpdate(update.id)
                     lost.add(i)
-            live = [i for i in live if i not in lost]
-            # An op that reserved its key but lost the update must leave no trace.
-            undo = [batch[i].op.reserve for i in lost if batch[i].op.reserve is not None]
-            if undo:
-                await connection.execute(_SQL_RELEASE, *_columns(undo, ("merchant_id", "key")))
+        live = [i for i in live if i not in lost]
+        # An op that reserved its key but lost the update must leave no trace.
+        undo = [batch[i].op.reserve for i in sorted(lost) if batch[i].op.reserve is not None]
+        if undo:
+            await connection.execute(_SQL_RELEASE, *_columns(undo, ("merchant_id", "key")))
         return live
 
     async def _apply_rows(self, connection: asyncpg.Connection, ops: list[WriteOp]) -> None:

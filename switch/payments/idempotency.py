@@ -15,8 +15,8 @@ import time
 import asyncpg
 import msgspec
 
+from switch.errors import PaymentError
 from switch.ledger.writer import IdempotencyFinish, IdempotencyReserve
-from switch.payments.errors import PaymentError
 from switch.stores.base import Store
 
 # While a request runs its claim lives this long; a crashed worker's claim expires by itself.

@@ -27,6 +27,7 @@ from adapters.base import (
     VoidRequest,
 )
 from switch import money
+from switch.errors import PaymentError
 from switch.ids import new_id
 from switch.ledger import postings
 from switch.ledger.writer import (
@@ -39,7 +40,6 @@ from switch.ledger.writer import (
     WriteOp,
 )
 from switch.merchants import Merchant
-from switch.payments.errors import PaymentError
 from switch.payments.idempotency import IdempotencyGuard, IdempotencyRequest, Replay
 from switch.payments.locks import KeyedLocks
 from switch.payments.model import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from switch.payments.errors import PaymentError
+from switch.errors import PaymentError
 
 # Statuses in which money has been authorized and may still move.
 AUTHORIZED_FAMILY = frozenset({"authorized", "partially_captured", "captured", "partially_refunded", "refunded"})

@@ -53,8 +53,17 @@ class AdyenSim:
             web.post(f"{p}/payments/{{psp}}/refunds", self.refunds),
         ]
 
-    def notify(self, event_code: str, psp: str, original: str | None, payment: dict[str, Any],
-               amount: dict[str, Any], success: bool, reason: str = "", extra: dict[str, str] | None = None) -> None:
+    def notify(
+        self,
+        event_code: str,
+        psp: str,
+        original: str | None,
+        payment: dict[str, Any],
+        amount: dict[str, Any],
+        success: bool,
+        reason: str = "",
+        extra: dict[str, str] | None = None,
+    ) -> None:
         """Send one signed notification item."""
         item: dict[str, Any] = {
             "additionalData": dict(extra or {}),
@@ -80,8 +89,15 @@ class AdyenSim:
 
     async def _body(self, request: web.Request) -> dict[str, Any] | web.Response:
         if not request.headers.get("X-API-Key"):
-            return web.json_response({"status": 401, "errorCode": "000", "message": "HTTP Status Response - "
-                                      "Unauthorized", "errorType": "security"}, status=401)
+            return web.json_response(
+                {
+                    "status": 401,
+                    "errorCode": "000",
+                    "message": "HTTP Status Response - Unauthorized",
+                    "errorType": "security",
+                },
+                status=401,
+            )
         try:
             body = msgspec.json.decode(await request.read())
         except msgspec.DecodeError:
@@ -101,9 +117,17 @@ class AdyenSim:
         amount = body["amount"]
         method = body["paymentMethod"].get("type", "scheme")
         psp = _psp()
-        payment = {"psp": psp, "amount": amount, "merchantAccount": body["merchantAccount"],
-                   "reference": body["reference"], "method": method, "captured": 0, "refunded": 0,
-                   "status": "new", "manual": (body.get("additionalData") or {}).get("manualCapture") == "true"}
+        payment = {
+            "psp": psp,
+            "amount": amount,
+            "merchantAccount": body["merchantAccount"],
+            "reference": body["reference"],
+            "method": method,
+            "captured": 0,
+            "refunded": 0,
+            "status": "new",
+            "manual": (body.get("additionalData") or {}).get("manualCapture") == "true",
+        }
         self.payments[psp] = payment
         code = self.sim.decide(self.name, "2")
         if method == "sepadirectdebit":
@@ -111,21 +135,40 @@ class AdyenSim:
             payment["status"] = "received"
             if self.sim.knobs(self.name).auto_complete:
                 self.sim.schedule(0.0, lambda: self._finish(psp, code))
-            return web.json_response({"pspReference": psp, "resultCode": "Received", "amount": amount,
-                                      "merchantReference": body["reference"]})
+            return web.json_response(
+                {
+                    "pspReference": psp,
+                    "resultCode": "Received",
+                    "amount": amount,
+                    "merchantReference": body["reference"],
+                }
+            )
         if code is not None:
             payment["status"] = "refused"
             reason = REFUSAL_MAP.get(code, ("Refused", None))[0]
             self.notify("AUTHORISATION", psp, None, payment, amount, False, reason, {"refusalReasonCode": code})
-            return web.json_response({"pspReference": psp, "resultCode": "Refused", "refusalReason": reason,
-                                      "refusalReasonCode": code, "merchantReference": body["reference"]})
+            return web.json_response(
+                {
+                    "pspReference": psp,
+                    "resultCode": "Refused",
+                    "refusalReason": reason,
+                    "refusalReasonCode": code,
+                    "merchantReference": body["reference"],
+                }
+            )
         payment["status"] = "authorised"
         if not payment["manual"]:
             payment["captured"] = amount["value"]
         self.notify("AUTHORISATION", psp, None, payment, amount, True)
-        return web.json_response({"pspReference": psp, "resultCode": "Authorised", "amount": amount,
-                                  "merchantReference": body["reference"],
-                                  "additionalData": {"authCode": "065696"}})
+        return web.json_response(
+            {
+                "pspReference": psp,
+                "resultCode": "Authorised",
+                "amount": amount,
+                "merchantReference": body["reference"],
+                "additionalData": {"authCode": "065696"},
+            }
+        )
 
     def _finish(self, psp: str, code: str | None) -> dict[str, Any]:
         payment = self.payments[psp]
@@ -137,8 +180,16 @@ class AdyenSim:
             self.notify("AUTHORISATION", psp, None, payment, payment["amount"], True)
         else:
             payment["status"] = "refused"
-            self.notify("AUTHORISATION", psp, None, payment, payment["amount"], False,
-                        REFUSAL_MAP.get(code, ("Refused", None))[0], {"refusalReasonCode": code})
+            self.notify(
+                "AUTHORISATION",
+                psp,
+                None,
+                payment,
+                payment["amount"],
+                False,
+                REFUSAL_MAP.get(code, ("Refused", None))[0],
+                {"refusalReasonCode": code},
+            )
         return {"pspReference": psp, "status": payment["status"]}
 
     async def complete(self, ref: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -166,8 +217,12 @@ class AdyenSim:
         event = {"captures": "CAPTURE", "cancels": "CANCELLATION", "refunds": "REFUND"}[kind]
         # As at Adyen, the answer is only "received"; success or failure comes by notification.
         self.notify(event, mod, psp, payment, amount, ok, reason)
-        answer = {"merchantAccount": body["merchantAccount"], "paymentPspReference": psp, "pspReference": mod,
-                  "status": "received"}
+        answer = {
+            "merchantAccount": body["merchantAccount"],
+            "paymentPspReference": psp,
+            "pspReference": mod,
+            "status": "received",
+        }
         if kind != "cancels":
             answer["amount"] = amount
         if body.get("reference"):

@@ -15,7 +15,7 @@ from adapters.simulator.providers import new_id
 if TYPE_CHECKING:
     from adapters.simulator.server import Simulator
 
-DEFAULT_SECRET = "paypal-simulator-secret"
+DEFAULT_SECRET = "paypal-simulator-secret"  # noqa: S105 - the simulator\'s public test secret
 DEFAULT_WEBHOOK_ID = "WH-SIMULATOR"
 
 
@@ -25,8 +25,12 @@ def _iso_now() -> str:
 
 def _error(status: int, name: str, issue: str, description: str) -> web.Response:
     return web.json_response(
-        {"name": name, "message": description, "debug_id": uuid.uuid4().hex[:13],
-         "details": [{"issue": issue, "description": description}]},
+        {
+            "name": name,
+            "message": description,
+            "debug_id": uuid.uuid4().hex[:13],
+            "details": [{"issue": issue, "description": description}],
+        },
         status=status,
     )
 
@@ -70,15 +74,24 @@ class PayPalSim:
         ]
 
     def _event(self, event_type: str, resource: dict[str, Any]) -> None:
-        payload = msgspec.json.encode({"id": f"WH-{uuid.uuid4().hex[:17].upper()}", "event_version": "1.0",
-                                       "create_time": _iso_now(), "resource_type": event_type.split(".")[1].lower(),
-                                       "event_type": event_type, "resource": resource})
+        payload = msgspec.json.encode(
+            {
+                "id": f"WH-{uuid.uuid4().hex[:17].upper()}",
+                "event_version": "1.0",
+                "create_time": _iso_now(),
+                "resource_type": event_type.split(".")[1].lower(),
+                "event_type": event_type,
+                "resource": resource,
+            }
+        )
         secret = self.sim.secret(self.name, DEFAULT_SECRET)
 
         def deliver() -> tuple[bytes, dict[str, str]]:
             tid, ttime = str(uuid.uuid4()), _iso_now()
             return payload, {
-                "Content-Type": "application/json", "PAYPAL-TRANSMISSION-ID": tid, "PAYPAL-TRANSMISSION-TIME": ttime,
+                "Content-Type": "application/json",
+                "PAYPAL-TRANSMISSION-ID": tid,
+                "PAYPAL-TRANSMISSION-TIME": ttime,
                 "PAYPAL-AUTH-ALGO": "HMAC-SHA256",
                 "PAYPAL-TRANSMISSION-SIG": sign_webhook(secret, DEFAULT_WEBHOOK_ID, payload, tid, ttime),
             }
@@ -91,8 +104,9 @@ class PayPalSim:
 
     async def _json(self, request: web.Request) -> dict[str, Any] | web.Response:
         if not self._authorized(request):
-            return web.json_response({"error": "invalid_token", "error_description": "Token signature verification "
-                                      "failed"}, status=401)
+            return web.json_response(
+                {"error": "invalid_token", "error_description": "Token signature verification failed"}, status=401
+            )
         raw = await request.read()
         try:
             body = msgspec.json.decode(raw) if raw else {}
@@ -103,20 +117,33 @@ class PayPalSim:
     async def token(self, request: web.Request) -> web.Response:
         """``POST /v1/oauth2/token`` (client credentials, Basic auth)."""
         if not request.headers.get("Authorization", "").startswith("Basic "):
-            return web.json_response({"error": "invalid_client", "error_description": "Client Authentication failed"},
-                                     status=401)
+            return web.json_response(
+                {"error": "invalid_client", "error_description": "Client Authentication failed"}, status=401
+            )
         token = new_id("A21AA", 40)
         self.tokens.add(token)
-        return web.json_response({"scope": "https://uri.paypal.com/services/payments/payment", "access_token": token,
-                                  "token_type": "Bearer", "app_id": "APP-80W284485P519543T", "expires_in": 32400,
-                                  "nonce": uuid.uuid4().hex})
+        return web.json_response(
+            {
+                "scope": "https://uri.paypal.com/services/payments/payment",
+                "access_token": token,
+                "token_type": "Bearer",
+                "app_id": "APP-80W284485P519543T",
+                "expires_in": 32400,
+                "nonce": uuid.uuid4().hex,
+            }
+        )
 
     def _links(self, order: dict[str, Any]) -> list[dict[str, str]]:
         base = f"https://api.sandbox.paypal.com/v2/checkout/orders/{order['id']}"
         links = [{"href": base, "rel": "self", "method": "GET"}]
         if order["status"] == "PAYER_ACTION_REQUIRED":
-            links.append({"href": f"https://www.sandbox.paypal.com/checkoutnow?token={order['id']}",
-                          "rel": "payer-action", "method": "GET"})
+            links.append(
+                {
+                    "href": f"https://www.sandbox.paypal.com/checkoutnow?token={order['id']}",
+                    "rel": "payer-action",
+                    "method": "GET",
+                }
+            )
         return links
 
     async def create_order(self, request: web.Request) -> web.Response:
@@ -128,9 +155,14 @@ class PayPalSim:
         if body.get("intent") not in {"CAPTURE", "AUTHORIZE"} or len(units) != 1 or "amount" not in units[0]:
             return _error(400, "INVALID_REQUEST", "MISSING_REQUIRED_PARAMETER", "intent and one purchase unit needed")
         source = body.get("payment_source") or {}
-        order = {"id": new_id("", 17).upper(), "intent": body["intent"], "create_time": _iso_now(),
-                 "status": "PAYER_ACTION_REQUIRED" if "paypal" in source else "APPROVED",
-                 "purchase_units": [{**units[0], "payments": {}}], "payment_source": _mask_source(source)}
+        order = {
+            "id": new_id("", 17).upper(),
+            "intent": body["intent"],
+            "create_time": _iso_now(),
+            "status": "PAYER_ACTION_REQUIRED" if "paypal" in source else "APPROVED",
+            "purchase_units": [{**units[0], "payments": {}}],
+            "payment_source": _mask_source(source),
+        }
         order["links"] = self._links(order)
         self.orders[order["id"]] = order
         return web.json_response(order, status=201)
@@ -155,10 +187,15 @@ class PayPalSim:
             return _error(422, "UNPROCESSABLE_ENTITY", "ORDER_NOT_APPROVED", "Payer has not yet approved the Order.")
         unit = order["purchase_units"][0]
         code = self.sim.decide(self.name, "5100")
-        item = {"id": new_id("", 17).upper(), "amount": unit["amount"], "custom_id": unit.get("custom_id"),
-                "create_time": _iso_now(), "update_time": _iso_now(),
-                "processor_response": {"avs_code": "Y", "cvv_code": "M", "response_code": code or "0000"},
-                "supplementary_data": {"related_ids": {"order_id": order["id"]}}}
+        item = {
+            "id": new_id("", 17).upper(),
+            "amount": unit["amount"],
+            "custom_id": unit.get("custom_id"),
+            "create_time": _iso_now(),
+            "update_time": _iso_now(),
+            "processor_response": {"avs_code": "Y", "cvv_code": "M", "response_code": code or "0000"},
+            "supplementary_data": {"related_ids": {"order_id": order["id"]}},
+        }
         if kind == "authorize":
             item["status"] = "CREATED" if code is None else "DENIED"
             item["expiration_time"] = _iso_now()
@@ -202,10 +239,19 @@ class PayPalSim:
             return _error(422, "UNPROCESSABLE_ENTITY", "MAX_CAPTURE_AMOUNT_EXCEEDED", "Capture amount exceeded.")
         auth["captured"] += _cents(amount["value"])
         final = body.get("final_capture", True)
-        auth["status"] = "CAPTURED" if final or auth["captured"] == _cents(auth["amount"]["value"]) else "PARTIALLY_CAPTURED"
-        capture = {"id": new_id("", 17).upper(), "status": "COMPLETED", "amount": amount, "final_capture": final,
-                   "custom_id": auth.get("custom_id"), "create_time": _iso_now(), "refunded": 0,
-                   "supplementary_data": {"related_ids": {"order_id": order_id, "authorization_id": auth["id"]}}}
+        auth["status"] = (
+            "CAPTURED" if final or auth["captured"] == _cents(auth["amount"]["value"]) else "PARTIALLY_CAPTURED"
+        )
+        capture = {
+            "id": new_id("", 17).upper(),
+            "status": "COMPLETED",
+            "amount": amount,
+            "final_capture": final,
+            "custom_id": auth.get("custom_id"),
+            "create_time": _iso_now(),
+            "refunded": 0,
+            "supplementary_data": {"related_ids": {"order_id": order_id, "authorization_id": auth["id"]}},
+        }
         self.captures[capture["id"]] = (order_id, capture)
         self.orders[order_id]["purchase_units"][0]["payments"].setdefault("captures", []).append(capture)
         self._event("PAYMENT.CAPTURE.COMPLETED", capture)
@@ -221,8 +267,12 @@ class PayPalSim:
             return _error(404, "RESOURCE_NOT_FOUND", "INVALID_RESOURCE_ID", "Specified resource ID does not exist.")
         _, auth = found
         if auth["status"] != "CREATED":
-            return _error(422, "UNPROCESSABLE_ENTITY", "PREVIOUSLY_CAPTURED" if auth["captured"] else
-                          "PREVIOUSLY_VOIDED", f"Authorization is {auth['status']}.")
+            return _error(
+                422,
+                "UNPROCESSABLE_ENTITY",
+                "PREVIOUSLY_CAPTURED" if auth["captured"] else "PREVIOUSLY_VOIDED",
+                f"Authorization is {auth['status']}.",
+            )
         auth["status"] = "VOIDED"
         self._event("PAYMENT.AUTHORIZATION.VOIDED", auth)
         return web.Response(status=204)
@@ -242,10 +292,17 @@ class PayPalSim:
         if capture["refunded"] + _cents(amount["value"]) > _cents(capture["amount"]["value"]):
             return _error(422, "UNPROCESSABLE_ENTITY", "REFUND_AMOUNT_EXCEEDED", "Refund exceeds captured amount.")
         capture["refunded"] += _cents(amount["value"])
-        capture["status"] = "REFUNDED" if capture["refunded"] == _cents(capture["amount"]["value"]) else "PARTIALLY_REFUNDED"
-        refund = {"id": new_id("", 17).upper(), "status": "COMPLETED", "amount": amount,
-                  "custom_id": body.get("custom_id"), "create_time": _iso_now(),
-                  "supplementary_data": {"related_ids": {"order_id": order_id, "capture_id": capture["id"]}}}
+        capture["status"] = (
+            "REFUNDED" if capture["refunded"] == _cents(capture["amount"]["value"]) else "PARTIALLY_REFUNDED"
+        )
+        refund = {
+            "id": new_id("", 17).upper(),
+            "status": "COMPLETED",
+            "amount": amount,
+            "custom_id": body.get("custom_id"),
+            "create_time": _iso_now(),
+            "supplementary_data": {"related_ids": {"order_id": order_id, "capture_id": capture["id"]}},
+        }
         self._event("PAYMENT.CAPTURE.REFUNDED", refund)
         return web.json_response(refund, status=201)
 
@@ -256,8 +313,10 @@ class PayPalSim:
             order["status"] = "APPROVED" if body.get("status", "succeeded") == "succeeded" else "VOIDED"
             order["links"] = self._links(order)
             if order["status"] == "APPROVED":
-                self._event("CHECKOUT.ORDER.APPROVED", {"id": order["id"], "status": "APPROVED",
-                                                        "purchase_units": order["purchase_units"]})
+                self._event(
+                    "CHECKOUT.ORDER.APPROVED",
+                    {"id": order["id"], "status": "APPROVED", "purchase_units": order["purchase_units"]},
+                )
         return {"id": order["id"], "status": order["status"]}
 
 
@@ -266,5 +325,11 @@ def _mask_source(source: dict[str, Any]) -> dict[str, Any]:
     if not card:
         return source
     # PayPal answers with last digits and brand only, never the number or security code.
-    return {"card": {"last_digits": str(card.get("number", ""))[-4:], "brand": "VISA", "type": "CREDIT",
-                     "expiry": card.get("expiry")}}
+    return {
+        "card": {
+            "last_digits": str(card.get("number", ""))[-4:],
+            "brand": "VISA",
+            "type": "CREDIT",
+            "expiry": card.get("expiry"),
+        }
+    }

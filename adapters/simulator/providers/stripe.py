@@ -13,7 +13,7 @@ from adapters.stripe import sign_webhook
 if TYPE_CHECKING:
     from adapters.simulator.server import Simulator
 
-DEFAULT_SECRET = "whsec_simulator"
+DEFAULT_SECRET = "whsec_simulator"  # noqa: S105 - the simulator\'s public test secret
 THREE_DS_CARD = "4000002500003155"
 # Decline codes Stripe reports in ``error.code`` itself rather than as card_declined.
 _OWN_CODES = {"expired_card", "incorrect_cvc", "incorrect_number", "processing_error", "authentication_required"}
@@ -56,8 +56,14 @@ class StripeSim:
         return request.headers.get("Authorization", "").startswith("Bearer sk_")
 
     def _event(self, type_: str, obj: dict[str, Any]) -> None:
-        event = {"id": new_id("evt_"), "object": "event", "type": type_, "created": now(),
-                 "livemode": False, "data": {"object": obj}}
+        event = {
+            "id": new_id("evt_"),
+            "object": "event",
+            "type": type_,
+            "created": now(),
+            "livemode": False,
+            "data": {"object": obj},
+        }
         payload = msgspec.json.encode(event)
         secret = self.sim.secret(self.name, DEFAULT_SECRET)
 
@@ -81,33 +87,60 @@ class StripeSim:
         metadata = {k[9:-1]: str(v) for k, v in form.items() if k.startswith("metadata[")}
         method = str(form.get("payment_method_data[type]", "card"))
         intent: dict[str, Any] = {
-            "id": new_id("pi_"), "object": "payment_intent", "amount": amount, "amount_capturable": 0,
-            "amount_received": 0, "currency": currency, "capture_method": str(form.get("capture_method", "automatic")),
-            "status": "requires_payment_method", "metadata": metadata, "payment_method_types": [method],
-            "created": now(), "livemode": False, "next_action": None, "last_payment_error": None,
-            "latest_charge": None, "amount_refunded": 0,
+            "id": new_id("pi_"),
+            "object": "payment_intent",
+            "amount": amount,
+            "amount_capturable": 0,
+            "amount_received": 0,
+            "currency": currency,
+            "capture_method": str(form.get("capture_method", "automatic")),
+            "status": "requires_payment_method",
+            "metadata": metadata,
+            "payment_method_types": [method],
+            "created": now(),
+            "livemode": False,
+            "next_action": None,
+            "last_payment_error": None,
+            "latest_charge": None,
+            "amount_refunded": 0,
         }
         self.intents[intent["id"]] = intent
         if method == "konbini":
             if currency != "jpy" or not 120 <= amount <= 300_000:
                 del self.intents[intent["id"]]
-                return _err(400, "invalid_request_error", "Konbini needs JPY 120-300000.", code="parameter_invalid_integer")
+                return _err(
+                    400, "invalid_request_error", "Konbini needs JPY 120-300000.", code="parameter_invalid_integer"
+                )
             return self._konbini(intent)
         number = str(form.get("payment_method_data[card][number]", ""))
         if number == THREE_DS_CARD:
             intent["status"] = "requires_action"
-            intent["next_action"] = {"type": "redirect_to_url", "redirect_to_url": {
-                "url": f"https://hooks.stripe.com/3d_secure_2/hosted?payment_intent={intent['id']}",
-                "return_url": str(form.get("return_url", ""))}}
+            intent["next_action"] = {
+                "type": "redirect_to_url",
+                "redirect_to_url": {
+                    "url": f"https://hooks.stripe.com/3d_secure_2/hosted?payment_intent={intent['id']}",
+                    "return_url": str(form.get("return_url", "")),
+                },
+            }
             return web.json_response(intent)
         code = self.sim.decide(self.name, "generic_decline")
         if code is not None:
-            error = {"code": code if code in _OWN_CODES else "card_declined", "decline_code": code,
-                     "message": "Your card was declined.", "type": "card_error"}
+            error = {
+                "code": code if code in _OWN_CODES else "card_declined",
+                "decline_code": code,
+                "message": "Your card was declined.",
+                "type": "card_error",
+            }
             intent["last_payment_error"] = error
             self._event("payment_intent.payment_failed", intent)
-            return _err(402, "card_error", "Your card was declined.", code=error["code"], decline_code=code,
-                        payment_intent=intent)
+            return _err(
+                402,
+                "card_error",
+                "Your card was declined.",
+                code=error["code"],
+                decline_code=code,
+                payment_intent=intent,
+            )
         intent["latest_charge"] = new_id("ch_")
         if intent["capture_method"] == "manual":
             intent["status"] = "requires_capture"
@@ -123,10 +156,14 @@ class StripeSim:
         intent["status"] = "requires_action"
         expires = now() + 3 * 86400
         store = {"confirmation_number": "12345678901", "payment_code": "123456"}
-        intent["next_action"] = {"type": "konbini_display_details", "konbini_display_details": {
-            "expires_at": expires,
-            "hosted_voucher_url": f"https://payments.stripe.com/konbini/voucher/{intent['id']}",
-            "stores": {"familymart": store, "lawson": store, "ministop": store, "seicomart": store}}}
+        intent["next_action"] = {
+            "type": "konbini_display_details",
+            "konbini_display_details": {
+                "expires_at": expires,
+                "hosted_voucher_url": f"https://payments.stripe.com/konbini/voucher/{intent['id']}",
+                "stores": {"familymart": store, "lawson": store, "ministop": store, "seicomart": store},
+            },
+        }
         code = self.sim.decide(self.name, "generic_decline")
         if self.sim.knobs(self.name).auto_complete:
             # The customer "pays" at once; the webhook knob delays the notification.
@@ -146,8 +183,11 @@ class StripeSim:
         else:
             # An unpaid voucher expires and the intent goes back to requires_payment_method.
             intent["status"] = "requires_payment_method"
-            intent["last_payment_error"] = {"code": "payment_intent_payment_attempt_expired",
-                                            "decline_code": code, "type": "invalid_request_error"}
+            intent["last_payment_error"] = {
+                "code": "payment_intent_payment_attempt_expired",
+                "decline_code": code,
+                "type": "invalid_request_error",
+            }
             self._event("payment_intent.payment_failed", intent)
         return intent
 
@@ -185,13 +225,23 @@ class StripeSim:
         if intent is None:
             return _err(404, "invalid_request_error", "No such payment_intent", code="resource_missing")
         if intent["status"] != "requires_capture":
-            return _err(400, "invalid_request_error", "This PaymentIntent could not be captured because it has a "
-                        f"status of {intent['status']}.", code="payment_intent_unexpected_state", payment_intent=intent)
+            return _err(
+                400,
+                "invalid_request_error",
+                f"This PaymentIntent could not be captured because it has a status of {intent['status']}.",
+                code="payment_intent_unexpected_state",
+                payment_intent=intent,
+            )
         form = await request.post()
         amount = int(str(form.get("amount_to_capture", intent["amount_capturable"])))
         if amount > intent["amount_capturable"]:
-            return _err(400, "invalid_request_error", "amount_to_capture exceeds the capturable amount.",
-                        code="amount_too_large", payment_intent=intent)
+            return _err(
+                400,
+                "invalid_request_error",
+                "amount_to_capture exceeds the capturable amount.",
+                code="amount_too_large",
+                payment_intent=intent,
+            )
         intent["amount_received"] += amount
         if str(form.get("final_capture", "true")) == "false":
             intent["amount_capturable"] -= amount
@@ -210,8 +260,13 @@ class StripeSim:
         if intent is None:
             return _err(404, "invalid_request_error", "No such payment_intent", code="resource_missing")
         if intent["status"] in {"succeeded", "canceled", "processing"}:
-            return _err(400, "invalid_request_error", "This PaymentIntent could not be canceled.",
-                        code="payment_intent_unexpected_state", payment_intent=intent)
+            return _err(
+                400,
+                "invalid_request_error",
+                "This PaymentIntent could not be canceled.",
+                code="payment_intent_unexpected_state",
+                payment_intent=intent,
+            )
         intent["status"] = "canceled"
         intent["amount_capturable"] = 0
         intent["cancellation_reason"] = "requested_by_customer"
@@ -229,17 +284,33 @@ class StripeSim:
         refundable = intent["amount_received"] - intent["amount_refunded"]
         amount = int(str(form.get("amount", refundable)))
         if intent["amount_received"] == 0:
-            return _err(400, "invalid_request_error", "This PaymentIntent has not been captured.",
-                        code="charge_not_captured" if intent["status"] == "requires_capture" else "charge_not_refundable")
+            return _err(
+                400,
+                "invalid_request_error",
+                "This PaymentIntent has not been captured.",
+                code="charge_not_captured" if intent["status"] == "requires_capture" else "charge_not_refundable",
+            )
         if amount > refundable:
-            return _err(400, "invalid_request_error", "Refund amount is greater than unrefunded amount.",
-                        code="charge_already_refunded" if refundable == 0 else "amount_too_large")
+            return _err(
+                400,
+                "invalid_request_error",
+                "Refund amount is greater than unrefunded amount.",
+                code="charge_already_refunded" if refundable == 0 else "amount_too_large",
+            )
         intent["amount_refunded"] += amount
         # Konbini refunds wait for the customer's bank details, so they stay pending.
         status = "pending" if "konbini" in intent["payment_method_types"] else "succeeded"
-        refund = {"id": new_id("re_"), "object": "refund", "amount": amount, "currency": intent["currency"],
-                  "payment_intent": intent["id"], "charge": intent["latest_charge"], "status": status,
-                  "created": now(), "metadata": {k[9:-1]: str(v) for k, v in form.items() if k.startswith("metadata[")}}
+        refund = {
+            "id": new_id("re_"),
+            "object": "refund",
+            "amount": amount,
+            "currency": intent["currency"],
+            "payment_intent": intent["id"],
+            "charge": intent["latest_charge"],
+            "status": status,
+            "created": now(),
+            "metadata": {k[9:-1]: str(v) for k, v in form.items() if k.startswith("metadata[")},
+        }
         self.refunds[refund["id"]] = refund
         self._event("charge.refunded", {**refund, "object": "refund"})
         return web.json_response(refund)

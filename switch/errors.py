@@ -1,4 +1,4 @@
-"""Domain errors of the payment state machine; the API layer maps ``kind`` to an HTTP status."""
+"""Domain errors shared by every layer below the API, which maps ``kind`` to an HTTP status."""
 
 from __future__ import annotations
 

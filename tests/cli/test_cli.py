@@ -1,0 +1,201 @@
+"""The ``switch`` command: migrate, merchants, ledger verify, serve; failures are one line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import asyncpg
+import pytest
+
+from tests.conftest import _with_database
+
+SWITCH = [sys.executable, "-m", "switch.cli"]
+
+
+def run_switch(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SWITCH_")}
+    environment.update(env or {})
+    return subprocess.run([*SWITCH, *args], capture_output=True, text=True, env=environment, timeout=timeout)
+
+
+@pytest.fixture
+def fresh_database(server_url: str) -> Iterator[str]:
+    name = "switch_cli_" + secrets.token_hex(5)
+
+    async def run(sql: str) -> None:
+        connection = await asyncpg.connect(server_url)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    yield _with_database(server_url, name)
+    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _fetch(url: str, sql: str, *args: object) -> list:
+    async def run() -> list:
+        connection = await asyncpg.connect(url)
+        try:
+            return await connection.fetch(sql, *args)
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())
+
+
+def test_migrate_applies_once_then_reports_up_to_date(fresh_database):
+    env = {"SWITCH_DATABASE_URL": fresh_database}
+    first = run_switch("migrate", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "0001_initial.sql" in first.stdout
+    second = run_switch("migrate", env=env)
+    assert second.returncode == 0
+    assert "up to date" in second.stdout
+
+
+def test_merchants_create_prints_the_key_once_and_stores_only_a_hash(fresh_database):
+    env = {"SWITCH_DATABASE_URL": fresh_database}
+    result = run_switch("merchants", "create", "Acme Trading", env=env)
+    assert result.returncode == 0, result.stderr
+    key = next(line.split()[-1] for line in result.stdout.splitlines() if line.startswith("secret key:"))
+    assert key.startswith("sk_test_") and len(key) > 30
+    rows = _fetch(fresh_database, "SELECT name, key_hash, key_prefix FROM merchants")
+    assert len(rows) == 1
+    assert key.encode() not in bytes(rows[0]["key_hash"])
+    listed = run_switch("merchants", "list", env=env)
+    assert listed.returncode == 0
+    assert "Acme Trading" in listed.stdout
+    assert key not in listed.stdout
+
+
+def test_a_duplicate_merchant_name_is_one_line_error(fresh_database):
+    env = {"SWITCH_DATABASE_URL": fresh_database}
+    run_switch("merchants", "create", "dup", env=env)
+    result = run_switch("merchants", "create", "dup", env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert "already exists" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_ledger_verify_passes_on_a_clean_ledger(fresh_database):
+    result = run_switch("ledger", "verify", env={"SWITCH_DATABASE_URL": fresh_database})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all invariants hold" in result.stdout
+
+
+def test_ledger_verify_fails_with_a_readable_report_on_an_unbalanced_transaction(fresh_database):
+    env = {"SWITCH_DATABASE_URL": fresh_database}
+    run_switch("migrate", env=env)
+    _fetch(
+        fresh_database,
+        "INSERT INTO journal_transactions (id, merchant_id, payment_id, kind, operation_id, created)"
+        " VALUES ('jtx_broken', 'm', NULL, 'sale', 'op1', 0)",
+    )
+    _fetch(
+        fresh_database,
+        "INSERT INTO journal_entries (transaction_id, account, currency, phase, amount)"
+        " VALUES ('jtx_broken', 'provider_receivable:sandbox', 'EUR', 'posted', 100)",
+    )
+    result = run_switch("ledger", "verify", env=env)
+    assert result.returncode == 1
+    assert "FAIL balanced" in result.stdout
+    assert "jtx_broken" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SWITCH_PORT": "eighty"}, "SWITCH_PORT must be an integer"),
+        ({"SWITCH_WORKERS": "0"}, "SWITCH_WORKERS must be between"),
+        ({"SWITCH_WORKERS": "4"}, "SWITCH_REDIS_URL"),
+        ({"SWITCH_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nothing"}, "cannot connect to PostgreSQL"),
+    ],
+)
+def test_configuration_and_connection_errors_are_one_line(env, message):
+    result = run_switch("merchants", "list", env=env)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_commands_are_usage_errors():
+    result = run_switch("frobnicate")
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_zero_config_serve_starts_embedded_postgres_and_a_demo_merchant(tmp_path):
+    port = _free_port()
+    data_dir = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCH_")}
+    env["SWITCH_DATA_DIR"] = str(data_dir)
+    server = subprocess.Popen(
+        [*SWITCH, "serve", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    try:
+        lines = []
+        deadline = time.monotonic() + 90
+        key = None
+        while time.monotonic() < deadline and key is None:
+            line = server.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("demo merchant key:"):
+                key = line.split()[-1]
+        assert key, "".join(lines)
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"{base}/health/ready", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.1)
+        body = json.dumps(
+            {
+                "amount": 1250,
+                "currency": "EUR",
+                "payment_method": {
+                    "type": "card",
+                    "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"},
+                },
+            }
+        ).encode()
+        request = urllib.request.Request(
+            f"{base}/v1/payments",
+            data=body,
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 201
+            assert json.loads(response.read())["status"] == "captured"
+        # Other commands find the running embedded server through the same data directory.
+        listed = run_switch("merchants", "list", env={"SWITCH_DATA_DIR": str(data_dir)})
+        assert listed.returncode == 0, listed.stderr
+        assert "demo" in listed.stdout
+        verified = run_switch("ledger", "verify", env={"SWITCH_DATA_DIR": str(data_dir)})
+        assert verified.returncode == 0, verified.stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
