@@ -10,10 +10,6 @@ _ADAPTERS: dict[str, str] = {
     "stripe": "adapters.stripe:StripeAdapter",
     "adyen": "adapters.adyen:AdyenAdapter",
     "paypal": "adapters.paypal:PayPalAdapter",
-    "pingpong": "adapters.pingpong:PingPongAdapter",
-    "lianlian": "adapters.lianlian:LianLianAdapter",
-    "sepa": "adapters.sepa:SepaAdapter",
-    "xendit": "adapters.xendit:XenditAdapter",
     "midtrans": "adapters.midtrans:MidtransAdapter",
     "sandbox": "adapters.sandbox:SandboxAdapter",
 }

@@ -1,0 +1,15 @@
+"""Providers added beside the three card acquirers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from adapters.simulator.server import ProviderSim, Simulator
+
+
+def providers(sim: Simulator) -> list[ProviderSim]:
+    """Instantiate the additional simulated providers."""
+    from adapters.simulator.providers.midtrans import MidtransSim
+
+    return [MidtransSim(sim)]

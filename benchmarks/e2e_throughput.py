@@ -1,0 +1,153 @@
+"""End-to-end throughput: the switch against a bare Litestar endpoint, same server, same wrk, same run.
+
+Usage::
+
+    .venv/bin/python benchmarks/e2e_throughput.py [--connections 64] [--duration 15] [--threads 2]
+
+Needs ``wrk`` on PATH. Uses ``SWITCH_DATABASE_URL`` when set (the database must be empty or a
+switch database), otherwise an embedded PostgreSQL in a temporary directory. Both servers run
+one uvicorn worker with uvloop and httptools; wrk posts a card authorization (automatic capture,
+sandbox provider, no artificial latency) with a Bearer key and no Idempotency-Key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import asyncpg
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from switch.embedded import embedded_database_url  # noqa: E402
+from switch.ledger.migrate import migrate  # noqa: E402
+from switch.merchants import create_merchant  # noqa: E402
+
+BODY = {
+    "amount": 1250,
+    "currency": "EUR",
+    "payment_method": {
+        "type": "card",
+        "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"},
+    },
+    "customer": {"email": "ada@example.com", "country": "DE"},
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers: good enough for a server that 405s a GET
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def _wrk(url: str, key: str, connections: int, duration: int, threads: int) -> tuple[float, str, str]:
+    lua = (
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(json.dumps(BODY))}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {key}"\n'
+        "done = function(summary, latency, requests)\n"
+        '  io.write(string.format("non2xx=%d\\n", summary.errors.status))\n'
+        '  io.write(string.format("p50=%.2fms p99=%.2fms\\n",\n'
+        "    latency:percentile(50)/1000, latency:percentile(99)/1000))\n"
+        "end\n"
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        script = os.path.join(scratch, "post.lua")
+        with open(script, "w") as handle:
+            handle.write(lua)
+        result = subprocess.run(
+            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "-s", script, "--latency", url],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", result.stdout).group(1))
+    percentiles = re.search(r"p50=\S+ p99=\S+", result.stdout).group(0)
+    errors = re.search(r"non2xx=(\d+)", result.stdout).group(1)
+    return rate, percentiles, errors
+
+
+def _serve(target: list[str], port: int, env: dict[str, str]) -> subprocess.Popen:
+    command = [
+        sys.executable, "-m", "uvicorn", *target, "--host", "127.0.0.1", "--port", str(port),
+        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning", "--backlog", "4096",
+    ]  # fmt: skip
+    return subprocess.Popen(command, env=env, cwd=ROOT)
+
+
+async def _prepare(dsn: str) -> str:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await migrate(connection)
+        _, key = await create_merchant(connection, f"bench-{time.time_ns()}")
+        return key
+    finally:
+        await connection.close()
+
+
+def main() -> int:
+    """Run both servers under wrk and print the comparison."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--duration", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    data_dir = tempfile.mkdtemp(prefix="switch-bench-")
+    os.chmod(data_dir, 0o755)
+    dsn = os.environ.get("SWITCH_DATABASE_URL") or embedded_database_url(data_dir)
+    key = asyncio.run(_prepare(dsn))
+    env = {**os.environ, "SWITCH_DATABASE_URL": dsn, "SWITCH_LOG_LEVEL": "WARNING"}
+    results = []
+    for name, target in (
+        ("bare Litestar endpoint", ["benchmarks.bare_app:app"]),
+        ("switch POST /v1/payments", ["--factory", "switch.app:create_app_from_env"]),
+    ):
+        port = _free_port()
+        server = _serve(target, port, env)
+        try:
+            _wait_ready(f"http://127.0.0.1:{port}/v1/payments")
+            url = f"http://127.0.0.1:{port}/v1/payments"
+            _wrk(url, key, args.connections, 3, args.threads)  # warm-up: connections, caches, JIT-free paths
+            rate, percentiles, errors = _wrk(url, key, args.connections, args.duration, args.threads)
+            results.append((name, rate, percentiles, errors))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, one uvicorn worker (uvloop, httptools)")
+    print(f"{'server':<28} {'req/s':>10}  latency           non-2xx")
+    for name, rate, percentiles, errors in results:
+        print(f"{name:<28} {rate:>10.0f}  {percentiles}  {errors}")
+    print(f"switch / bare = {results[1][1] / results[0][1]:.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
