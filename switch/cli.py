@@ -1,4 +1,4 @@
-"""The ``switch`` command: serve, migrate, merchants, ledger verify.
+"""The ``switch`` command: serve, migrate, merchants, ledger verify, simulator.
 
 Every failure is one clear line on stderr and a non-zero exit code, never a traceback.
 """
@@ -183,6 +183,23 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulator(_: Settings, args: argparse.Namespace) -> int:
+    """Run the provider simulator (every provider's wire format, with fault knobs)."""
+    import msgspec
+
+    from adapters.simulator import load_config, run
+
+    if args.config is not None:
+        try:
+            load_config(args.config)
+        except (OSError, ValueError, msgspec.DecodeError) as exc:
+            raise CliError(f"cannot load simulator config {args.config}: {exc}", 2) from None
+    print(f"provider simulator listening on http://{args.host}:{args.port}  (admin: /_sim)")
+    sys.stdout.flush()
+    run(args.host, args.port, args.config)
+    return 0
+
+
 async def _noop() -> int:
     return 0
 
@@ -211,6 +228,12 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("name", help="merchant name (unique)")
     create.set_defaults(handler=cmd_merchants_create)
     merchant_commands.add_parser("list", help="list merchants").set_defaults(handler=cmd_merchants_list)
+
+    simulator = commands.add_parser("simulator", help="run the provider simulator for tests and load tests")
+    simulator.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    simulator.add_argument("--port", type=int, default=8420, help="port to bind (default 8420)")
+    simulator.add_argument("--config", help="JSON or TOML file of per-provider knobs")
+    simulator.set_defaults(handler=cmd_simulator)
 
     ledger = commands.add_parser("ledger", help="ledger tools")
     ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")

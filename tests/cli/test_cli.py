@@ -199,3 +199,32 @@ def test_zero_config_serve_starts_embedded_postgres_and_a_demo_merchant(tmp_path
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_simulator_command_serves_the_admin_endpoint():
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCH_")}
+    server = subprocess.Popen(
+        [*SWITCH, "simulator", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+    )
+    try:
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_sim/config", timeout=2) as response:
+                    assert response.status == 200
+                    assert "providers" in json.loads(response.read())
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("the simulator did not answer")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_simulator_with_a_missing_config_file_is_one_line_error(tmp_path):
+    result = run_switch("simulator", "--config", str(tmp_path / "absent.toml"))
+    assert result.returncode == 2
+    assert "cannot load simulator config" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
