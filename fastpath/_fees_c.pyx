@@ -9,7 +9,9 @@ combined exactly. Errors are built by the shared helpers in ``fastpath._money`` 
 implementations raise the same ones.
 """
 
+from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.ref cimport Py_INCREF
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc, qsort
 
@@ -243,17 +245,19 @@ cdef class FeeTable:
         cdef bint overflow = False
         cdef Py_ssize_t i, count = self._count
         cdef _Quote* quotes = self._scratch
-        with nogil:
-            for i in range(count):
-                quotes[i].fee = _row_fee(self._rows + i * _WIDTH, value, cross_border, needs_fx, &overflow)
-                quotes[i].index = i
-            if not overflow:
-                _sort_quotes(quotes, count)
+        # No `with nogil`: releasing and retaking the GIL costs more than quoting a few rows.
+        for i in range(count):
+            quotes[i].fee = _row_fee(self._rows + i * _WIDTH, value, cross_border, needs_fx, &overflow)
+            quotes[i].index = i
         if overflow:
             raise overflow_error(f"fee for amount {value}")
-        cdef list result = [None] * count
+        _sort_quotes(quotes, count)
+        # Built with the raw C API: the result is the only Python object this call creates.
+        cdef list result = PyList_New(count)
         for i in range(count):
-            result[i] = (quotes[i].index, quotes[i].fee)
+            pair = (quotes[i].index, quotes[i].fee)
+            Py_INCREF(pair)  # PyList_SET_ITEM steals a reference; Cython keeps its own
+            PyList_SET_ITEM(result, i, pair)
         return result
 
 

@@ -34,7 +34,6 @@ from switch.ledger.writer import (
     AttemptInsert,
     AttemptUpdate,
     GroupCommitWriter,
-    PaymentInsert,
     PaymentUpdate,
     RefundInsert,
     WriteOp,
@@ -48,7 +47,6 @@ from switch.payments.model import (
     AttemptOut,
     CaptureCreate,
     CardOut,
-    DeclineOut,
     Payment,
     PaymentCreate,
     PaymentMethodOut,
@@ -57,18 +55,11 @@ from switch.payments.model import (
     RoutingOut,
     VoidCreate,
 )
+from switch.payments.outcome import apply_outcome, payment_row
 from switch.payments.state import PaymentState, check_capture, check_refund, check_void, derive_status
-from switch.routing.plan import DECLINE_CATEGORY, NoRoute, may_cascade, priority_plan
+from switch.routing.plan import NoRoute, may_cascade, priority_plan
 from switch.vault.cards import CardRejected, Vault, validate_card
 
-_STATUS_BY_OUTCOME = {
-    Outcome.DECLINED_HARD: "declined",
-    Outcome.DECLINED_SOFT: "declined",
-    Outcome.TECHNICAL: "failed",
-    Outcome.REQUIRES_ACTION: "requires_action",
-    Outcome.PENDING: "pending",
-    Outcome.UNKNOWN: "pending",
-}
 _ATTEMPT_REQUEST_ENCODER = msgspec.json.Encoder()
 _ID_SHAPE = re.compile(r"[A-Za-z0-9_]{1,64}")
 
@@ -285,57 +276,10 @@ class PaymentService:
         attempt_updates: list[AttemptUpdate],
         idem: IdempotencyRequest | None,
     ) -> Response:
-        payment.provider_reference = result.provider_reference
-        journal = []
-        provider = payment.provider or "unknown"
-        if result.outcome is Outcome.APPROVED:
-            if payment.capture == "automatic":
-                payment.status = "captured"
-                payment.amount_captured = payment.amount
-                template = postings.sale
-            else:
-                payment.status = "authorized"
-                template = postings.authorize_hold
-            journal.append(
-                template(
-                    merchant_id=merchant.id,
-                    payment_id=payment.id,
-                    provider=provider,
-                    currency=payment.currency,
-                    amount=payment.amount,
-                    created=payment.created,
-                )
-            )
-        else:
-            payment.status = _STATUS_BY_OUTCOME[result.outcome]
-            category = DECLINE_CATEGORY.get(result.outcome)
-            if category is not None:
-                payment.decline = DeclineOut(
-                    code=result.code or "declined",
-                    category=category,
-                    message=result.message or "The payment was declined.",
-                )
-            payment.next_action = result.next_action
+        journal = apply_outcome(merchant.id, payment, result)
         body = ENCODER.encode(payment)
         op = WriteOp(
-            payments=[
-                PaymentInsert(
-                    id=payment.id,
-                    merchant_id=merchant.id,
-                    status=payment.status,
-                    amount=payment.amount,
-                    currency=payment.currency,
-                    amount_captured=payment.amount_captured,
-                    amount_refunded=0,
-                    capture_method=payment.capture,
-                    capture_closed=payment.capture == "automatic" and payment.status == "captured",
-                    provider=payment.provider,
-                    provider_reference=payment.provider_reference,
-                    body=body.decode(),
-                    reference=payment.reference,
-                    created=payment.created,
-                )
-            ],
+            payments=[payment_row(merchant.id, payment, body)],
             attempt_updates=attempt_updates,
             journal=journal,
             finish=[idem.finish_row(201, body)] if idem is not None else [],

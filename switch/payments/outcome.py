@@ -1,0 +1,82 @@
+"""Turning a provider's answer into the payment's status, decline and journal transaction.
+
+Shared by the live authorization path and by recovery, so an attempt settles the same way
+whether its answer arrived in time or was fetched later with a status call.
+"""
+
+from __future__ import annotations
+
+from adapters.base import Outcome, ProviderResult
+from switch.ledger import postings
+from switch.ledger.postings import JournalTransaction
+from switch.ledger.writer import PaymentInsert
+from switch.payments.model import DeclineOut, Payment
+from switch.routing.plan import DECLINE_CATEGORY
+
+STATUS_BY_OUTCOME = {
+    Outcome.DECLINED_HARD: "declined",
+    Outcome.DECLINED_SOFT: "declined",
+    Outcome.TECHNICAL: "failed",
+    Outcome.REQUIRES_ACTION: "requires_action",
+    Outcome.PENDING: "pending",
+    Outcome.UNKNOWN: "pending",
+}
+
+
+def apply_outcome(merchant_id: str, payment: Payment, result: ProviderResult) -> list[JournalTransaction]:
+    """Set the payment's status, decline and next action from ``result``; return its postings.
+
+    An approval books a hold (manual capture) or a sale (automatic capture); anything else moves
+    no money.
+    """
+    payment.provider_reference = result.provider_reference or payment.provider_reference
+    if result.outcome is Outcome.APPROVED:
+        payment.decline = None
+        payment.next_action = None
+        automatic = payment.capture == "automatic"
+        payment.status = "captured" if automatic else "authorized"
+        payment.amount_captured = payment.amount if automatic else 0
+        template = postings.sale if automatic else postings.authorize_hold
+        return [
+            template(
+                merchant_id=merchant_id,
+                payment_id=payment.id,
+                provider=payment.provider or "unknown",
+                currency=payment.currency,
+                amount=payment.amount,
+                created=payment.created,
+            )
+        ]
+    payment.status = STATUS_BY_OUTCOME[result.outcome]
+    category = DECLINE_CATEGORY.get(result.outcome)
+    payment.decline = (
+        DeclineOut(
+            code=result.code or "declined",
+            category=category,
+            message=result.message or "The payment was declined.",
+        )
+        if category is not None
+        else None
+    )
+    payment.next_action = result.next_action
+    return []
+
+
+def payment_row(merchant_id: str, payment: Payment, body: bytes) -> PaymentInsert:
+    """The payments row of a newly settled payment."""
+    return PaymentInsert(
+        id=payment.id,
+        merchant_id=merchant_id,
+        status=payment.status,
+        amount=payment.amount,
+        currency=payment.currency,
+        amount_captured=payment.amount_captured,
+        amount_refunded=0,
+        capture_method=payment.capture,
+        capture_closed=payment.capture == "automatic" and payment.status == "captured",
+        provider=payment.provider,
+        provider_reference=payment.provider_reference,
+        body=body.decode(),
+        reference=payment.reference,
+        created=payment.created,
+    )
