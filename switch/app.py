@@ -7,6 +7,7 @@ them in reverse, letting the writer commit what is queued before its connection 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -38,6 +39,7 @@ from switch.ledger.migrate import migrate
 from switch.ledger.writer import GroupCommitWriter
 from switch.merchants import MerchantDirectory
 from switch.payments.idempotency import IdempotencyGuard
+from switch.payments.recovery import AttemptRecovery, stop_task
 from switch.payments.service import PaymentService
 from switch.stores.base import Store
 from switch.stores.memory import MemoryStore
@@ -91,16 +93,20 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.store = store
         app.state.adapters = adapters
         app.state.merchants = MerchantDirectory(pool)
+        idempotency = IdempotencyGuard(store, pool, settings.idempotency_ttl_s)
         app.state.payments = PaymentService(
             pool=pool,
             writer=writer,
             adapters=adapters,
             vault=Vault(fingerprint_key),
-            idempotency=IdempotencyGuard(store, pool, settings.idempotency_ttl_s),
+            idempotency=idempotency,
         )
+        app.state.recovery = AttemptRecovery(pool=pool, writer=writer, adapters=adapters, idempotency=idempotency)
+        recovery_task = asyncio.create_task(app.state.recovery.run_forever(), name="attempt-recovery")
         try:
             yield
         finally:
+            await stop_task(recovery_task)
             await writer.stop()
             for adapter in adapters.values():
                 await adapter.close()

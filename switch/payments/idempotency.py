@@ -153,3 +153,7 @@ class IdempotencyGuard:
     async def abandon(self, request: IdempotencyRequest) -> None:
         """Drop the claim of a request that ended without a stored result."""
         await self._store.delete(request.store_key)
+
+    async def forget(self, request: IdempotencyRequest) -> None:
+        """Drop the fast copy so the next request reads the durable (just updated) record."""
+        await self._store.delete(request.store_key)
