@@ -21,7 +21,6 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 
 from adapters.base import ProviderAdapter
-from adapters.sandbox import SandboxAdapter
 from switch import __version__
 from switch.api.errors import (
     ApiError,
@@ -31,16 +30,22 @@ from switch.api.errors import (
     handle_unexpected,
 )
 from switch.api.health import live, ready
+from switch.api.metrics import metrics as metrics_endpoint
 from switch.api.payments import PaymentController
+from switch.api.webhooks import receive_webhook
 from switch.config import Settings, load_settings
 from switch.embedded import embedded_database_url
 from switch.errors import PaymentError
 from switch.ledger.migrate import migrate
 from switch.ledger.writer import GroupCommitWriter
 from switch.merchants import MerchantDirectory
+from switch.metrics import Metrics
 from switch.payments.idempotency import IdempotencyGuard
+from switch.payments.locks import KeyedLocks
+from switch.payments.notifications import NotificationService
 from switch.payments.recovery import AttemptRecovery, stop_task
 from switch.payments.service import PaymentService
+from switch.providers import build_adapters, load_accounts
 from switch.stores.base import Store
 from switch.stores.memory import MemoryStore
 from switch.stores.redis import RedisStore
@@ -60,9 +65,14 @@ async def load_fingerprint_key(connection: asyncpg.Connection, configured: str) 
     return bytes(await connection.fetchval("SELECT value FROM switch_secrets WHERE name = 'fingerprint_key'"))
 
 
-def build_adapters(settings: Settings) -> dict[str, ProviderAdapter]:
-    """Instantiate the providers this switch can route to."""
-    return {"sandbox": SandboxAdapter(latency_ms=settings.sandbox_latency_ms)}
+def build_provider_adapters(settings: Settings) -> dict[str, ProviderAdapter]:
+    """Instantiate the sandbox and every account of the providers file.
+
+    Raises:
+        ConfigError: When the providers file is unusable.
+    """
+    accounts = load_accounts(settings.providers_file) if settings.providers_file else {}
+    return build_adapters(accounts, sandbox_latency_ms=settings.sandbox_latency_ms)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -72,6 +82,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         settings: Configuration; read from the environment when None.
     """
     settings = settings or load_settings()
+    adapters = build_provider_adapters(settings)
+    metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -84,10 +96,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await connection.close()
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=settings.db_pool_size)
         writer = GroupCommitWriter(lambda: asyncpg.connect(dsn))
+        writer.on_batch = metrics.record_batch
+        writer.on_failure = metrics.ledger_batches_failed.inc
         await writer.start()
         store: Store = RedisStore(settings.redis_url) if settings.redis_url else MemoryStore()
-        adapters = build_adapters(settings)
+        locks = KeyedLocks()
         app.state.settings = settings
+        app.state.metrics = metrics
         app.state.pool = pool
         app.state.writer = writer
         app.state.store = store
@@ -100,6 +115,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             adapters=adapters,
             vault=Vault(fingerprint_key),
             idempotency=idempotency,
+            metrics=metrics,
+            locks=locks,
+        )
+        app.state.notifications = NotificationService(
+            pool=pool, writer=writer, adapters=adapters, metrics=metrics, locks=locks
         )
         app.state.recovery = AttemptRecovery(pool=pool, writer=writer, adapters=adapters, idempotency=idempotency)
         recovery_task = asyncio.create_task(app.state.recovery.run_forever(), name="attempt-recovery")
@@ -114,7 +134,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await pool.close()
 
     return Litestar(
-        route_handlers=[PaymentController, live, ready],
+        route_handlers=[PaymentController, receive_webhook, metrics_endpoint, live, ready],
         lifespan=[lifespan],
         exception_handlers={
             ApiError: handle_api_error,

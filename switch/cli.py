@@ -20,7 +20,8 @@ from switch.config import ConfigError, Settings, load_settings
 from switch.embedded import EmbeddedDatabaseError, embedded_database_url
 from switch.ledger.migrate import migrate
 from switch.ledger.verify import verify_ledger
-from switch.merchants import MerchantExists, create_merchant, list_merchants
+from switch.merchants import MerchantExists, create_merchant, list_merchants, set_merchant_providers
+from switch.providers import SANDBOX, load_accounts
 
 DEMO_MERCHANT = "demo"
 
@@ -110,6 +111,27 @@ def cmd_merchants_list(settings: Settings, _: argparse.Namespace) -> int:
     return asyncio.run(_with_migrated_connection(settings, work))
 
 
+def cmd_merchants_providers(settings: Settings, args: argparse.Namespace) -> int:
+    """Set the provider accounts a merchant routes to, in priority order."""
+    known = {SANDBOX, *(load_accounts(settings.providers_file) if settings.providers_file else {})}
+    unknown = [name for name in args.accounts if name not in known]
+    if unknown:
+        raise CliError(f"unknown provider account(s) {', '.join(unknown)}; configured: {', '.join(sorted(known))}", 2)
+
+    async def work(connection: asyncpg.Connection) -> int:
+        try:
+            merchant = await set_merchant_providers(connection, args.merchant, tuple(args.accounts))
+        except LookupError as exc:
+            raise CliError(str(exc)) from None
+        except ValueError as exc:
+            raise CliError(str(exc), 2) from None
+        print(f"{merchant.id} ({merchant.name}) routes to: {', '.join(merchant.providers)}")
+        print("Running switches apply it within 30 seconds.")
+        return 0
+
+    return asyncio.run(_with_migrated_connection(settings, work))
+
+
 def cmd_ledger_verify(settings: Settings, _: argparse.Namespace) -> int:
     """Check the ledger's invariants; exit 1 with a report when one fails."""
 
@@ -145,6 +167,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = load_settings(host=args.host, port=args.port, workers=args.workers)
+    if settings.providers_file:
+        load_accounts(settings.providers_file)  # fail here, in one line, not in every worker
     zero_config = not settings.database_url
     database_url = _database_url(settings)
     # Workers re-read the environment, so they find the same database and settings.
@@ -228,6 +252,10 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("name", help="merchant name (unique)")
     create.set_defaults(handler=cmd_merchants_create)
     merchant_commands.add_parser("list", help="list merchants").set_defaults(handler=cmd_merchants_list)
+    providers = merchant_commands.add_parser("providers", help="set the provider accounts a merchant routes to")
+    providers.add_argument("merchant", help="merchant id or name")
+    providers.add_argument("accounts", nargs="+", help="provider account names, in priority order")
+    providers.set_defaults(handler=cmd_merchants_providers)
 
     simulator = commands.add_parser("simulator", help="run the provider simulator for tests and load tests")
     simulator.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

@@ -31,6 +31,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         max_body_bytes: Largest request body accepted.
         metrics_token: When set, ``/metrics`` requires ``Authorization: Bearer <token>``.
         vault_key: Secret for card fingerprints (HMAC); generated per data dir when empty.
+        providers_file: TOML file of provider accounts and credentials; only the sandbox when empty.
         idempotency_ttl_s: How long a finished idempotent response is replayed.
         log_level: Python logging level name.
     """
@@ -46,6 +47,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = 262_144
     metrics_token: str = ""
     vault_key: str = ""
+    providers_file: str = ""
     idempotency_ttl_s: int = 86_400
     log_level: str = "INFO"
 

@@ -82,10 +82,13 @@ class MerchantDirectory:
     unknown keys are remembered for a short time so a flood of bad keys costs no queries.
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, negative_ttl_s: float = 5.0, max_negative: int = 10_000) -> None:
-        """Create the directory over ``pool``."""
+    def __init__(
+        self, pool: asyncpg.Pool, *, ttl_s: float = 30.0, negative_ttl_s: float = 5.0, max_negative: int = 10_000
+    ) -> None:
+        """Create the directory over ``pool``; known merchants are re-read after ``ttl_s`` seconds."""
         self._pool = pool
-        self._known: dict[bytes, Merchant] = {}
+        self._ttl_s = ttl_s
+        self._known: dict[bytes, tuple[Merchant, float]] = {}
         self._unknown: OrderedDict[bytes, float] = OrderedDict()
         self._negative_ttl_s = negative_ttl_s
         self._max_negative = max_negative
@@ -93,10 +96,10 @@ class MerchantDirectory:
     async def authenticate(self, secret_key: str) -> Merchant | None:
         """Return the merchant owning ``secret_key``, or None."""
         digest = hash_key(secret_key)
-        merchant = self._known.get(digest)
-        if merchant is not None:
-            return merchant
         now = time.monotonic()
+        cached = self._known.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
         seen = self._unknown.get(digest)
         if seen is not None and now - seen < self._negative_ttl_s:
             return None
@@ -104,11 +107,38 @@ class MerchantDirectory:
             "SELECT id, name, key_hash, providers FROM merchants WHERE key_hash = $1", digest
         )
         if row is None or not hmac.compare_digest(bytes(row["key_hash"]), digest):
+            self._known.pop(digest, None)
             self._unknown[digest] = now
             self._unknown.move_to_end(digest)
             while len(self._unknown) > self._max_negative:
                 self._unknown.popitem(last=False)
             return None
         merchant = Merchant(row["id"], row["name"], tuple(row["providers"]))
-        self._known[digest] = merchant
+        self._known[digest] = (merchant, now + self._ttl_s)
         return merchant
+
+
+async def set_merchant_providers(
+    connection: asyncpg.Connection | asyncpg.Pool, merchant: str, accounts: tuple[str, ...]
+) -> Merchant:
+    """Set the provider accounts a merchant routes to, in priority order.
+
+    Args:
+        connection: Database connection.
+        merchant: The merchant's id or name.
+        accounts: Account names, first tried first.
+
+    Raises:
+        LookupError: When no merchant has that id or name.
+        ValueError: When ``accounts`` is empty or repeats a name.
+    """
+    if not accounts or len(set(accounts)) != len(accounts):
+        raise ValueError("give one or more distinct provider account names")
+    row = await connection.fetchrow(
+        "UPDATE merchants SET providers = $2 WHERE id = $1 OR name = $1 RETURNING id, name, providers",
+        merchant,
+        list(accounts),
+    )
+    if row is None:
+        raise LookupError(f"no merchant with id or name {merchant!r}")
+    return Merchant(row["id"], row["name"], tuple(row["providers"]))

@@ -91,7 +91,7 @@ _CHECKS: tuple[tuple[str, str, str], ...] = (
         """
         SELECT format('payment %s shows %s refunded, refunds sum to %s', p.id, p.amount_refunded,
                       coalesce(sum(r.amount), 0)) AS detail
-        FROM payments p LEFT JOIN refunds r ON r.payment_id = p.id AND r.status = 'succeeded'
+        FROM payments p LEFT JOIN refunds r ON r.payment_id = p.id AND r.status IN ('succeeded', 'pending')
         GROUP BY p.id, p.amount_refunded HAVING p.amount_refunded <> coalesce(sum(r.amount), 0)
         """,
     ),

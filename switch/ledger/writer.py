@@ -110,6 +110,17 @@ class IdempotencyReserve(msgspec.Struct, frozen=True, kw_only=True):
     created: int
 
 
+class EventClaim(msgspec.Struct, frozen=True, kw_only=True):
+    """Record an inbound provider notification; fails softly when it was already recorded."""
+
+    account: str
+    event_id: str
+    event_type: str
+    payment_id: str | None
+    outcome: str
+    received: int
+
+
 class IdempotencyFinish(msgspec.Struct, frozen=True, kw_only=True):
     """Store the final response of an idempotent request."""
 
@@ -130,6 +141,7 @@ class WriteOp(msgspec.Struct, kw_only=True):
     """Everything one request writes, committed atomically with the rest of its batch."""
 
     reserve: IdempotencyReserve | None = None
+    event: EventClaim | None = None
     payment_update: PaymentUpdate | None = None
     payments: list[PaymentInsert] = msgspec.field(default_factory=list)
     attempts: list[AttemptInsert] = msgspec.field(default_factory=list)
@@ -141,9 +153,14 @@ class WriteOp(msgspec.Struct, kw_only=True):
 
 
 class WriteResult(msgspec.Struct, frozen=True):
-    """What happened to one op. ``reserved`` is False when its idempotency key was already taken."""
+    """What happened to one op.
+
+    ``reserved`` is False when its idempotency key was already taken; ``fresh_event`` is False when
+    its provider notification had been recorded before. Either way nothing of the op was written.
+    """
 
     reserved: bool = True
+    fresh_event: bool = True
 
 
 _SQL_RESERVE = """
@@ -152,6 +169,19 @@ SELECT m, k, e, h, 0, NULL, c
 FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bigint[]) AS u(m, k, e, h, c)
 ON CONFLICT (merchant_id, key) DO NOTHING
 RETURNING merchant_id, key
+"""
+
+_SQL_CLAIM_EVENT = """
+INSERT INTO provider_events (account, event_id, event_type, payment_id, outcome, received)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+ON CONFLICT (account, event_id) DO NOTHING
+RETURNING account, event_id
+"""
+
+_SQL_UNCLAIM_EVENT = """
+DELETE FROM provider_events AS e
+USING unnest($1::text[], $2::text[]) AS u(a, id)
+WHERE e.account = u.a AND e.event_id = u.id
 """
 
 _SQL_UPDATE_PAYMENT = """
@@ -219,7 +249,7 @@ WHERE k.merchant_id = u.m AND k.key = u.key AND k.status_code = 0
 
 
 def _reserved(result: WriteResult | Exception) -> bool:
-    return not isinstance(result, WriteResult) or result.reserved
+    return not isinstance(result, WriteResult) or (result.reserved and result.fresh_event)
 
 
 def _columns(rows: list[Any], names: tuple[str, ...]) -> list[list[Any]]:
@@ -255,6 +285,7 @@ class GroupCommitWriter:
         self.ops_committed = 0
         self.batches_failed = 0
         self.on_batch: Callable[[int, float], None] | None = None
+        self.on_failure: Callable[[], None] | None = None
 
     async def start(self) -> None:
         """Open the connection and start the commit loop."""
@@ -305,6 +336,8 @@ class GroupCommitWriter:
                 results = await self._write_batch(batch)
             except Exception as exc:  # every failure mode must fail the batch, never the loop
                 self.batches_failed += 1
+                if self.on_failure is not None:
+                    self.on_failure()
                 logger.error("ledger batch of %d ops failed: %s", len(batch), type(exc).__name__)
                 await self._reset_connection()
                 for pending in batch:
@@ -372,6 +405,7 @@ class GroupCommitWriter:
                 if (reserve.merchant_id, reserve.key) not in won:
                     results[i] = WriteResult(reserved=False)
         live = [i for i in live if _reserved(results[i])]
+        live = await self._claim_events(connection, batch, results, live)
         updating = [i for i in live if batch[i].op.payment_update is not None]
         lost: set[int] = set()
         first_for_payment: dict[str, int] = {}
@@ -401,7 +435,41 @@ class GroupCommitWriter:
         undo = [batch[i].op.reserve for i in sorted(lost) if batch[i].op.reserve is not None]
         if undo:
             await connection.execute(_SQL_RELEASE, *_columns(undo, ("merchant_id", "key")))
+        # Likewise a notification whose payment update lost is not recorded, so its retry applies.
+        unclaim = [batch[i].op.event for i in sorted(lost) if batch[i].op.event is not None]
+        if unclaim:
+            await connection.execute(_SQL_UNCLAIM_EVENT, *_columns(unclaim, ("account", "event_id")))
         return live
+
+    async def _claim_events(
+        self,
+        connection: asyncpg.Connection,
+        batch: list[_Pending],
+        results: list[WriteResult | Exception],
+        live: list[int],
+    ) -> list[int]:
+        claiming: list[int] = []
+        seen: set[tuple[str, str]] = set()
+        for i in live:
+            event = batch[i].op.event
+            if event is None:
+                continue
+            if (event.account, event.event_id) in seen:
+                results[i] = WriteResult(fresh_event=False)
+                continue
+            seen.add((event.account, event.event_id))
+            claiming.append(i)
+        if claiming:
+            rows = [batch[i].op.event for i in claiming]
+            names = ("account", "event_id", "event_type", "payment_id", "outcome", "received")
+            got = await connection.fetch(_SQL_CLAIM_EVENT, *_columns(rows, names))
+            fresh = {(r["account"], r["event_id"]) for r in got}
+            for i in claiming:
+                event = batch[i].op.event
+                assert event is not None
+                if (event.account, event.event_id) not in fresh:
+                    results[i] = WriteResult(fresh_event=False)
+        return [i for i in live if _reserved(results[i])]
 
     async def _apply_rows(self, connection: asyncpg.Connection, ops: list[WriteOp]) -> None:
         payments = [p for op in ops for p in op.payments]

@@ -39,6 +39,49 @@ class CardPaymentMethodIn(msgspec.Struct, forbid_unknown_fields=True, tag="card"
     card: CardIn
 
 
+class WalletIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Which e-wallet pays, and where the customer returns after approving."""
+
+    type: Literal["gopay", "grabpay", "paypal"]
+    return_url: Annotated[str, Meta(max_length=2048, pattern="^https?://[^\\s\x00]+$")] | None = None
+
+
+class WalletPaymentMethodIn(msgspec.Struct, forbid_unknown_fields=True, tag="wallet", tag_field="type"):
+    """``payment_method`` of type ``wallet``: answered ``requires_action`` with a redirect."""
+
+    wallet: WalletIn
+
+
+class KonbiniIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Konbini voucher options (JPY only)."""
+
+    product_description: Annotated[str, Meta(max_length=22, pattern=_NO_NUL)] | None = None
+    expires_after_days: Annotated[int, Meta(ge=1, le=60)] = 3
+
+
+class KonbiniPaymentMethodIn(msgspec.Struct, forbid_unknown_fields=True, tag="konbini", tag_field="type"):
+    """``payment_method`` of type ``konbini``: answered ``requires_action`` with a voucher."""
+
+    konbini: KonbiniIn = msgspec.field(default_factory=KonbiniIn)
+
+
+class SepaDebitIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A SEPA direct debit from ``iban`` under a mandate."""
+
+    iban: Annotated[str, Meta(min_length=15, max_length=42, pattern="^[A-Za-z0-9 ]+$")]
+    holder_name: Annotated[str, Meta(min_length=1, max_length=70, pattern=_NO_NUL)]
+    mandate_id: Annotated[str, Meta(max_length=35, pattern="^[A-Za-z0-9+?/:().,' -]+$")] | None = None
+
+
+class SepaDebitPaymentMethodIn(msgspec.Struct, forbid_unknown_fields=True, tag="sepa_debit", tag_field="type"):
+    """``payment_method`` of type ``sepa_debit``: answered ``pending`` until the debit settles."""
+
+    sepa_debit: SepaDebitIn
+
+
+PaymentMethodIn = CardPaymentMethodIn | WalletPaymentMethodIn | KonbiniPaymentMethodIn | SepaDebitPaymentMethodIn
+
+
 class CustomerIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Who pays; used by risk and routing."""
 
@@ -54,7 +97,7 @@ class PaymentCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     amount: Amount
     currency: CurrencyCode
-    payment_method: CardPaymentMethodIn
+    payment_method: PaymentMethodIn
     capture: Literal["automatic", "manual"] = "automatic"
     reference: ShortText | None = None
     customer: CustomerIn | None = None
@@ -94,11 +137,28 @@ class CardOut(msgspec.Struct, kw_only=True):
     fingerprint: str
 
 
-class PaymentMethodOut(msgspec.Struct, kw_only=True):
-    """``payment_method`` in a response."""
+class WalletOut(msgspec.Struct, kw_only=True):
+    """The wallet of a payment."""
+
+    type: str
+
+
+class SepaDebitOut(msgspec.Struct, kw_only=True):
+    """The debited account, masked: country, bank code and last four characters of the IBAN."""
+
+    country: str
+    bank_code: str
+    last4: str
+    mandate_id: str | None = None
+
+
+class PaymentMethodOut(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """``payment_method`` in a response; only the member of its ``type`` is present."""
 
     type: str
     card: CardOut | None = None
+    wallet: WalletOut | None = None
+    sepa_debit: SepaDebitOut | None = None
 
 
 class AttemptOut(msgspec.Struct, kw_only=True):

@@ -8,6 +8,7 @@ ledger batch, and answer only after that batch committed.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -18,7 +19,6 @@ import msgspec
 from adapters.base import (
     AuthorizeRequest,
     CaptureRequest,
-    CardData,
     Outcome,
     ProviderAdapter,
     ProviderResult,
@@ -39,17 +39,17 @@ from switch.ledger.writer import (
     WriteOp,
 )
 from switch.merchants import Merchant
+from switch.metrics import Metrics
 from switch.payments.idempotency import IdempotencyGuard, IdempotencyRequest, Replay
 from switch.payments.locks import KeyedLocks
+from switch.payments.methods import prepare_method
 from switch.payments.model import (
     ENCODER,
     PAYMENT_DECODER,
     AttemptOut,
     CaptureCreate,
-    CardOut,
     Payment,
     PaymentCreate,
-    PaymentMethodOut,
     Refund,
     RefundCreate,
     RoutingOut,
@@ -58,8 +58,9 @@ from switch.payments.model import (
 from switch.payments.outcome import apply_outcome, payment_row
 from switch.payments.state import PaymentState, check_capture, check_refund, check_void, derive_status
 from switch.routing.plan import NoRoute, may_cascade, priority_plan
-from switch.vault.cards import CardRejected, Vault, validate_card
+from switch.vault.cards import Vault
 
+logger = logging.getLogger(__name__)
 _ATTEMPT_REQUEST_ENCODER = msgspec.json.Encoder()
 _ID_SHAPE = re.compile(r"[A-Za-z0-9_]{1,64}")
 
@@ -91,16 +92,19 @@ class PaymentService:
         adapters: Mapping[str, ProviderAdapter],
         vault: Vault,
         idempotency: IdempotencyGuard,
+        metrics: Metrics | None = None,
+        locks: KeyedLocks | None = None,
         provider_timeout_s: float = 15.0,
     ) -> None:
-        """Wire the service to its collaborators."""
+        """Wire the service to its collaborators (``locks`` shared with webhook handling)."""
         self._pool = pool
         self._writer = writer
         self._adapters = adapters
         self._vault = vault
         self._idempotency = idempotency
         self._provider_timeout_s = provider_timeout_s
-        self._locks = KeyedLocks()
+        self._metrics = metrics or Metrics()
+        self._locks = locks or KeyedLocks()
 
     # ------------------------------------------------------------------ authorize
 
@@ -126,26 +130,16 @@ class PaymentService:
             await self._idempotency.complete(idem, response.status_code, response.body)
         return response
 
-    def _validate_payment(self, request: PaymentCreate) -> None:
+    async def _authorize(self, merchant: Merchant, request: PaymentCreate, idem: IdempotencyRequest | None) -> Response:
         if not money.is_known_currency(request.currency):
             raise PaymentError(
                 "invalid", "invalid_currency", f"{request.currency!r} is not a supported ISO 4217 currency", "currency"
             )
-        card = request.payment_method.card
+        method = prepare_method(request, self._vault)
         try:
-            validate_card(card.number, card.exp_month, card.exp_year)
-        except CardRejected as rejected:
-            raise PaymentError("invalid", rejected.code, rejected.message, rejected.param) from None
-
-    async def _authorize(self, merchant: Merchant, request: PaymentCreate, idem: IdempotencyRequest | None) -> Response:
-        self._validate_payment(request)
-        try:
-            plan = priority_plan(merchant.providers, self._adapters)
+            plan = priority_plan(merchant.providers, self._adapters, method.method_type)
         except NoRoute as exc:
-            raise PaymentError("invalid", "no_route", str(exc)) from None
-        card_in = request.payment_method.card
-        summary = self._vault.summarize(card_in.number, card_in.exp_month, card_in.exp_year)
-        card_out = CardOut(**msgspec.structs.asdict(summary))
+            raise PaymentError("invalid", "no_route", str(exc), "payment_method.type") from None
         payment = Payment(
             id=new_id("pay"),
             status="pending",
@@ -154,21 +148,13 @@ class PaymentService:
             amount_captured=0,
             amount_refunded=0,
             capture=request.capture,
-            payment_method=PaymentMethodOut(type="card", card=card_out),
+            payment_method=method.shown,
             provider=None,
             provider_reference=None,
             routing=RoutingOut(strategy=plan.strategy, reason=plan.reason, attempts=[]),
             reference=request.reference,
             metadata=request.metadata,
             created=int(time.time()),
-        )
-        card = CardData(
-            number=card_in.number,
-            exp_month=card_in.exp_month,
-            exp_year=card_in.exp_year,
-            cvc=card_in.cvc,
-            holder_name=card_in.holder_name,
-            brand=summary.brand,
         )
         customer = request.customer
         masked_request = _ATTEMPT_REQUEST_ENCODER.encode(payment).decode()
@@ -209,7 +195,10 @@ class PaymentService:
                     idempotency_key=f"{merchant.id}:{idem.key}" if idem is not None else attempt_id,
                     amount=payment.amount,
                     currency=payment.currency,
-                    card=card,
+                    method_type=method.method_type,
+                    card=method.card,
+                    details=method.details,
+                    return_url=method.return_url,
                     capture=request.capture == "automatic",
                     reference=request.reference,
                     customer_email=customer.email if customer else None,
@@ -221,7 +210,9 @@ class PaymentService:
             if result.outcome is Outcome.UNKNOWN:
                 # A status call is safe (read-only) and usually settles the question at once.
                 result = await self._call_sync(adapter, payment.id, attempt_id, result)
-            latency_ms = int((time.perf_counter() - started) * 1000)
+            elapsed = time.perf_counter() - started
+            latency_ms = int(elapsed * 1000)
+            self._metrics.provider_calls.labels(provider, "authorize", result.outcome.value).observe(elapsed)
             payment.routing.attempts.append(
                 AttemptOut(provider=provider, outcome=result.outcome.value, code=result.code, latency_ms=latency_ms)
             )
@@ -239,7 +230,7 @@ class PaymentService:
             if not (may_cascade(result) and position + 1 < len(plan.providers)):
                 break
         assert result is not None
-        del card  # the CVC and number are not needed past the provider call
+        method.card = None  # the number and CVC are not needed past the provider call
         return await self._finish_authorization(merchant, payment, result, pending_updates, idem)
 
     async def _call_authorize(self, adapter: ProviderAdapter, request: AuthorizeRequest) -> ProviderResult:
@@ -250,6 +241,11 @@ class PaymentService:
             return ProviderResult(
                 outcome=Outcome.UNKNOWN, code="timeout", message="the provider did not answer in time"
             )
+        except Exception as exc:
+            # Adapters turn provider failures into outcomes; an exception means the call could not
+            # be made (unsupported flow, bad configuration), so nothing was authorized.
+            logger.warning("adapter %s raised %s on authorize", adapter.name, type(exc).__name__)
+            return ProviderResult(outcome=Outcome.TECHNICAL, code="adapter_error", message="the provider call failed")
 
     async def _call_sync(
         self, adapter: ProviderAdapter, payment_id: str, attempt_id: str, previous: ProviderResult
@@ -277,6 +273,7 @@ class PaymentService:
         idem: IdempotencyRequest | None,
     ) -> Response:
         journal = apply_outcome(merchant.id, payment, result)
+        self._metrics.payments.labels(payment.status, payment.provider or "none").inc()
         body = ENCODER.encode(payment)
         op = WriteOp(
             payments=[payment_row(merchant.id, payment, body)],
@@ -531,12 +528,13 @@ class PaymentService:
             state.amount_refunded += amount
             _apply(payment, state)
             created = int(time.time())
+            refund_status = "pending" if result.outcome is Outcome.PENDING else "succeeded"
             refund = Refund(
                 id=refund_id,
                 payment=payment.id,
                 amount=amount,
                 currency=payment.currency,
-                status="succeeded",
+                status=refund_status,
                 reason=request.reason,
                 metadata=request.metadata,
                 created=created,
@@ -556,7 +554,7 @@ class PaymentService:
                 merchant_id=merchant.id,
                 amount=amount,
                 currency=payment.currency,
-                status="succeeded",
+                status=refund_status,
                 provider_reference=result.provider_reference,
                 reason=request.reason,
                 created=created,
@@ -575,7 +573,8 @@ class PaymentService:
             raise PaymentError(
                 "unavailable", "provider_timeout", f"the provider did not answer the {flow} in time; retry"
             ) from None
-        if result.outcome is not Outcome.APPROVED:
+        # PENDING: the provider accepted the request and confirms it later by notification (Adyen).
+        if result.outcome not in (Outcome.APPROVED, Outcome.PENDING):
             raise PaymentError(
                 "provider",
                 f"{flow}_refused_by_provider",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from adapters.base import Outcome, ProviderResult
+from adapters.base import Outcome, ProviderAdapter, ProviderResult
 
 
 class AttemptPlan(msgspec.Struct, frozen=True):
@@ -21,15 +21,27 @@ class NoRoute(LookupError):
     """No configured provider can take the payment."""
 
 
-def priority_plan(configured: Sequence[str], available: Collection[str]) -> AttemptPlan:
-    """Plan the merchant's providers in their configured order, skipping unknown ones.
+def supports_method(adapter: ProviderAdapter, method_type: str) -> bool:
+    """Return whether ``adapter`` can take payments of ``method_type`` (cards when it declares nothing)."""
+    return method_type in getattr(adapter, "method_types", frozenset({"card"}))
+
+
+def priority_plan(
+    configured: Sequence[str], available: Mapping[str, ProviderAdapter], method_type: str = "card"
+) -> AttemptPlan:
+    """Plan the merchant's provider accounts in their configured order.
+
+    Accounts that are not configured on this switch, or whose provider cannot take
+    ``method_type``, are skipped.
 
     Raises:
-        NoRoute: When none of the configured providers is available.
+        NoRoute: When no configured account can take the payment.
     """
-    providers = tuple(name for name in configured if name in available)
+    providers = tuple(
+        name for name in configured if name in available and supports_method(available[name], method_type)
+    )
     if not providers:
-        raise NoRoute("none of the merchant's providers is available")
+        raise NoRoute(f"none of the merchant's providers accepts {method_type} payments")
     return AttemptPlan(providers, "priority", "merchant's configured provider order")
 
 

@@ -1,0 +1,151 @@
+"""Inbound provider notifications: verify, deduplicate, and complete asynchronous payments.
+
+A notification is verified by its provider's adapter (signature, freshness), recorded once per
+``(account, event id)`` in the same ledger batch as its effect, and applied to the payment the
+provider reference points at. Duplicates and replays are recorded as such and change nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+
+import asyncpg
+import msgspec
+
+from adapters.base import FlowNotSupported, Outcome, ProviderAdapter, ProviderResult, WebhookEvent, WebhookRejected
+from switch.errors import PaymentError
+from switch.ledger.writer import EventClaim, GroupCommitWriter, PaymentUpdate, WriteOp
+from switch.metrics import Metrics
+from switch.payments.locks import KeyedLocks
+from switch.payments.model import ENCODER, PAYMENT_DECODER, AttemptOut
+from switch.payments.outcome import apply_outcome
+
+logger = logging.getLogger(__name__)
+
+# Payments still waiting for the customer or the provider; only these move on a notification.
+_OPEN = frozenset({"pending", "requires_action"})
+# Outcomes that settle an open payment.
+_SETTLING = frozenset({Outcome.APPROVED, Outcome.DECLINED_HARD, Outcome.DECLINED_SOFT, Outcome.TECHNICAL})
+
+
+class NotificationReport(msgspec.Struct):
+    """What one delivery did, per event."""
+
+    applied: int = 0
+    duplicate: int = 0
+    no_change: int = 0
+    unmatched: int = 0
+
+
+class NotificationService:
+    """Applies verified provider notifications to payments."""
+
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        writer: GroupCommitWriter,
+        adapters: Mapping[str, ProviderAdapter],
+        metrics: Metrics,
+        locks: KeyedLocks,
+    ) -> None:
+        """Wire the service; ``locks`` are shared with the payment service."""
+        self._pool = pool
+        self._writer = writer
+        self._adapters = adapters
+        self._metrics = metrics
+        self._locks = locks
+
+    async def receive(self, account: str, headers: Mapping[str, str], body: bytes) -> NotificationReport:
+        """Verify and apply one delivery to ``POST /webhooks/{account}``.
+
+        Raises:
+            PaymentError: 404 for an unknown account or one without webhooks; 400
+                ``webhook_rejected`` for a forged, stale or malformed notification.
+        """
+        adapter = self._adapters.get(account)
+        if adapter is None:
+            raise PaymentError("not_found", "resource_missing", f"no provider account {account!r}", "account")
+        try:
+            events = adapter.parse_webhook(headers, body)
+        except FlowNotSupported:
+            raise PaymentError(
+                "not_found", "webhooks_not_supported", f"provider account {account!r} takes no webhooks"
+            ) from None
+        except WebhookRejected as rejected:
+            self._metrics.webhooks_rejected.labels(account, rejected.reason).inc()
+            logger.warning("rejected a %s notification: %s", account, rejected.reason)
+            raise PaymentError(
+                "invalid", "webhook_rejected", f"the notification was rejected: {rejected.reason}"
+            ) from None
+        report = NotificationReport()
+        for event in events:
+            result = await self._apply(account, event)
+            setattr(report, result, getattr(report, result) + 1)
+            self._metrics.webhooks.labels(account, result).inc()
+        return report
+
+    async def _find(self, account: str, event: WebhookEvent) -> str | None:
+        if event.payment_id:
+            found = await self._pool.fetchval(
+                "SELECT id FROM payments WHERE id = $1 AND provider = $2", event.payment_id, account
+            )
+            if found:
+                return str(found)
+        if event.provider_reference:
+            found = await self._pool.fetchval(
+                "SELECT id FROM payments WHERE provider = $1 AND provider_reference = $2",
+                account,
+                event.provider_reference,
+            )
+            return str(found) if found else None
+        return None
+
+    async def _apply(self, account: str, event: WebhookEvent) -> str:
+        claim = EventClaim(
+            account=account,
+            event_id=event.event_id,
+            event_type=event.event_type,
+            payment_id=None,
+            outcome=event.outcome.value,
+            received=int(time.time()),
+        )
+        payment_id = await self._find(account, event)
+        if payment_id is None:
+            written = await self._writer.submit(WriteOp(event=claim))
+            return "unmatched" if written.fresh_event else "duplicate"
+        claim = msgspec.structs.replace(claim, payment_id=payment_id)
+        async with self._locks.hold(payment_id):
+            row = await self._pool.fetchrow(
+                "SELECT body::text AS body, version, merchant_id, status FROM payments WHERE id = $1", payment_id
+            )
+            op = WriteOp(event=claim)
+            changed = row["status"] in _OPEN and event.outcome in _SETTLING
+            if changed:
+                payment = PAYMENT_DECODER.decode(row["body"])
+                result = ProviderResult(
+                    outcome=event.outcome,
+                    provider_reference=event.provider_reference,
+                    raw_status=event.raw_status,
+                    code=event.code,
+                    message=None,
+                )
+                op.journal = apply_outcome(row["merchant_id"], payment, result)
+                payment.routing.attempts.append(
+                    AttemptOut(provider=account, outcome=event.outcome.value, code=event.code, latency_ms=0)
+                )
+                op.payment_update = PaymentUpdate(
+                    id=payment_id,
+                    expected_version=row["version"],
+                    status=payment.status,
+                    amount_captured=payment.amount_captured,
+                    amount_refunded=payment.amount_refunded,
+                    capture_closed=payment.capture == "automatic" and payment.status == "captured",
+                    body=ENCODER.encode(payment).decode(),
+                )
+            written = await self._writer.submit(op)
+        if not written.fresh_event:
+            return "duplicate"
+        return "applied" if changed else "no_change"

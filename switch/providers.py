@@ -1,0 +1,110 @@
+"""Provider accounts: which providers this switch can call, with which credentials.
+
+Accounts come from a TOML file (``SWITCH_PROVIDERS_FILE``)::
+
+    [accounts.stripe]                      # the account name merchants route to
+    provider = "stripe"                    # adapter: stripe, adyen, paypal, midtrans, xendit, ...
+    api_key = "env:STRIPE_SECRET_KEY"      # "env:NAME" reads the secret from the environment
+    webhook_secret = "env:STRIPE_WEBHOOK_SECRET"
+    base_url = "https://..."               # optional; the simulator's URL in tests and load tests
+    account_id = ""                        # merchant account, client id, ...
+
+The in-process ``sandbox`` account always exists. A merchant's ``providers`` list names accounts in
+priority order; inbound notifications arrive at ``POST /webhooks/{account}``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+
+import msgspec
+
+from adapters import registry
+from adapters.base import Credentials, ProviderAdapter
+from adapters.sandbox import SandboxAdapter
+from switch.config import ConfigError
+
+ACCOUNT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+SANDBOX = "sandbox"
+
+
+class AccountConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One provider account as written in the providers file."""
+
+    provider: str
+    api_key: str = ""
+    webhook_secret: str = ""
+    account_id: str = ""
+    base_url: str = ""
+    extra: dict[str, str] = msgspec.field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """Never show the secrets."""
+        return f"AccountConfig(provider={self.provider!r}, account_id={self.account_id!r})"
+
+
+class ProvidersFile(msgspec.Struct, forbid_unknown_fields=True):
+    """The providers file."""
+
+    accounts: dict[str, AccountConfig] = msgspec.field(default_factory=dict)
+
+
+def _resolve(value: str, where: str, environ: Mapping[str, str]) -> str:
+    if not value.startswith("env:"):
+        return value
+    name = value[4:]
+    if name not in environ:
+        raise ConfigError(f"{where} refers to environment variable {name}, which is not set")
+    return environ[name]
+
+
+def load_accounts(path: str, environ: Mapping[str, str] | None = None) -> dict[str, tuple[str, Credentials]]:
+    """Read the providers file into ``{account: (provider, credentials)}``.
+
+    Raises:
+        ConfigError: When the file is missing or malformed, names an unknown provider, or refers to
+            an unset environment variable. The message names the account and field.
+    """
+    env = os.environ if environ is None else environ
+    try:
+        with open(path, "rb") as handle:
+            raw = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read providers file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"providers file {path} is not valid TOML: {exc}") from None
+    try:
+        parsed = msgspec.convert(raw, ProvidersFile)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"providers file {path}: {exc}") from None
+    accounts: dict[str, tuple[str, Credentials]] = {}
+    available = set(registry.names())
+    for name, account in parsed.accounts.items():
+        if not ACCOUNT_NAME.fullmatch(name) or name == SANDBOX:
+            raise ConfigError(f"providers file {path}: account name {name!r} is not allowed")
+        if account.provider not in available or account.provider == SANDBOX:
+            choices = ", ".join(sorted(available - {SANDBOX}))
+            raise ConfigError(f"account {name!r}: unknown provider {account.provider!r} (one of {choices})")
+        where = f"account {name!r}"
+        credentials = Credentials(
+            api_key=_resolve(account.api_key, f"{where} api_key", env),
+            webhook_secret=_resolve(account.webhook_secret, f"{where} webhook_secret", env),
+            account_id=_resolve(account.account_id, f"{where} account_id", env),
+            base_url=account.base_url,
+            extra={key: _resolve(value, f"{where} extra.{key}", env) for key, value in account.extra.items()},
+        )
+        accounts[name] = (account.provider, credentials)
+    return accounts
+
+
+def build_adapters(
+    accounts: Mapping[str, tuple[str, Credentials]], *, sandbox_latency_ms: int = 0
+) -> dict[str, ProviderAdapter]:
+    """Instantiate one adapter per account, plus the sandbox."""
+    adapters: dict[str, ProviderAdapter] = {SANDBOX: SandboxAdapter(latency_ms=sandbox_latency_ms)}
+    for name, (provider, credentials) in accounts.items():
+        adapters[name] = registry.create(provider, credentials)
+    return adapters
