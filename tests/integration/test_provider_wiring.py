@@ -1,0 +1,239 @@
+"""The switch routed through real adapters against the provider simulator: routing, failover,
+asynchronous methods completed by signed webhooks, duplicates and forgeries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator
+
+import aiohttp
+import httpx
+import pytest
+import pytest_asyncio
+from litestar import Litestar
+
+from adapters.simulator import SimulatorServer
+from switch.config import Settings
+from switch.ledger.verify import verify_ledger
+from switch.merchants import create_merchant
+from tests.adapters.conftest import ADYEN_HMAC_KEY, Admin, Receiver
+from tests.api.helpers import card
+from tests.conftest import MerchantKey
+
+PROVIDERS_TOML = """
+[accounts.stripe]
+provider = "stripe"
+api_key = "sk_test_simulator"
+webhook_secret = "env:TEST_STRIPE_WHSEC"
+base_url = "{stripe}"
+
+[accounts.adyen]
+provider = "adyen"
+api_key = "AQE_simulator"
+account_id = "SwitchECOM"
+webhook_secret = "{adyen_key}"
+base_url = "{adyen}"
+
+[accounts.midtrans]
+provider = "midtrans"
+api_key = "SB-Mid-server-simulator"
+base_url = "{midtrans}"
+"""
+
+
+@pytest_asyncio.fixture(scope="module")
+async def sim() -> AsyncIterator[SimulatorServer]:
+    async with SimulatorServer(port=0) as server:
+        yield server
+
+
+@pytest_asyncio.fixture(scope="module")
+async def hooks() -> AsyncIterator[Receiver]:
+    receiver = Receiver()
+    await receiver.start()
+    yield receiver
+    await receiver.stop()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def routed_app(sim, database_url, tmp_path_factory) -> AsyncIterator[Litestar]:
+    import os
+
+    from switch.app import create_app
+
+    os.environ["TEST_STRIPE_WHSEC"] = "whsec_simulator"
+    path = tmp_path_factory.mktemp("providers") / "providers.toml"
+    path.write_text(
+        PROVIDERS_TOML.format(
+            stripe=sim.url_for("stripe"),
+            adyen=sim.url_for("adyen"),
+            midtrans=sim.url_for("midtrans"),
+            adyen_key=ADYEN_HMAC_KEY,
+        )
+    )
+    app = create_app(Settings(database_url=database_url, providers_file=str(path)))
+    started, stopping = asyncio.Event(), asyncio.Event()
+
+    async def run() -> None:
+        async with app.lifespan():
+            started.set()
+            await stopping.wait()
+
+    task = asyncio.create_task(run())
+    await started.wait()
+    yield app
+    stopping.set()
+    await task
+
+
+@pytest_asyncio.fixture(scope="module")
+async def routed(routed_app) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=routed_app), base_url="http://switch.test") as c:
+        yield c
+
+
+@pytest_asyncio.fixture
+async def admin(sim, hooks) -> AsyncIterator[Admin]:
+    async with aiohttp.ClientSession() as session:
+        operator = Admin(sim, session)
+        await operator.reset()
+        hooks.clear()
+        yield operator
+
+
+async def _merchant(routed_app, *providers: str) -> MerchantKey:
+    created, key = await create_merchant(routed_app.state.pool, "routed-" + secrets.token_hex(4), providers)
+    return MerchantKey(created.id, key)
+
+
+async def _pay(client, merchant, **body):
+    payload = {"amount": 1250, "currency": "EUR", "payment_method": card(), **body}
+    return await client.post("/v1/payments", json=payload, headers=merchant.headers)
+
+
+async def _deliver(client, hooks: Receiver, provider: str, index: int = -1, count: int = 1) -> httpx.Response:
+    # The simulator signed and sent this to our receiver; hand the exact bytes to the switch.
+    deliveries = await hooks.wait_for(provider, count=count)
+    headers, body, _ = deliveries[index]
+    forward = {k: v for k, v in headers.items() if k.lower() not in ("host", "content-length")}
+    return await client.post(f"/webhooks/{provider}", content=body, headers=forward)
+
+
+async def test_card_payment_is_authorized_captured_and_refunded_through_a_real_adapter(routed, routed_app, admin):
+    merchant = await _merchant(routed_app, "stripe")
+    payment = (await _pay(routed, merchant, capture="manual")).json()
+    assert payment["status"] == "authorized", payment
+    assert payment["provider"] == "stripe"
+    assert payment["provider_reference"].startswith("pi_")
+    captured = await routed.post(f"/v1/payments/{payment['id']}/capture", headers=merchant.headers)
+    assert captured.json()["status"] == "captured"
+    refund = await routed.post(f"/v1/payments/{payment['id']}/refunds", json={"amount": 250}, headers=merchant.headers)
+    assert refund.status_code == 201
+    assert (await verify_ledger(routed_app.state.pool)).ok
+
+
+async def test_a_provider_outage_fails_over_to_the_next_provider(routed, routed_app, admin):
+    merchant = await _merchant(routed_app, "adyen", "stripe")
+    await admin.burst("adyen", 503, 10)
+    payment = (await _pay(routed, merchant)).json()
+    assert payment["status"] == "captured", payment
+    assert payment["provider"] == "stripe"
+    attempts = payment["routing"]["attempts"]
+    assert [a["provider"] for a in attempts] == ["adyen", "stripe"]
+    assert [a["outcome"] for a in attempts] == ["technical", "approved"]
+
+
+async def test_a_hard_decline_does_not_fail_over(routed, routed_app, admin):
+    merchant = await _merchant(routed_app, "stripe", "adyen")
+    await admin.knobs("stripe", approval_rate=0.0, decline_mix={"stolen_card": 1})
+    payment = (await _pay(routed, merchant)).json()
+    assert payment["status"] == "declined"
+    assert payment["decline"] == {"code": "stolen_card", "category": "hard", "message": payment["decline"]["message"]}
+    assert [a["provider"] for a in payment["routing"]["attempts"]] == ["stripe"]
+
+
+async def test_methods_a_provider_lacks_are_routed_past_it(routed, routed_app, admin):
+    merchant = await _merchant(routed_app, "adyen", "stripe")
+    body = {"currency": "JPY", "amount": 1500, "payment_method": {"type": "konbini"}}
+    payment = (await routed.post("/v1/payments", json=body, headers=merchant.headers)).json()
+    assert payment["provider"] == "stripe"
+    assert payment["status"] == "requires_action"
+
+
+async def test_no_provider_for_the_method_is_a_clear_400(routed, routed_app):
+    merchant = await _merchant(routed_app, "stripe")
+    body = {"payment_method": {"type": "wallet", "wallet": {"type": "gopay"}}, "amount": 10000, "currency": "IDR"}
+    response = await routed.post("/v1/payments", json=body, headers=merchant.headers)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "no_route"
+
+
+async def test_konbini_completes_through_a_signed_webhook_and_duplicates_are_harmless(routed, routed_app, admin, hooks):
+    await admin.knobs("stripe", auto_complete=False, webhook={"url": hooks.url("stripe"), "duplicates": 1})
+    merchant = await _merchant(routed_app, "stripe")
+    body = {"currency": "JPY", "amount": 1500, "payment_method": {"type": "konbini"}}
+    payment = (await routed.post("/v1/payments", json=body, headers=merchant.headers)).json()
+    assert payment["status"] == "requires_action"
+    assert payment["next_action"]["type"] == "voucher"
+    await admin.complete("stripe", payment["provider_reference"], status="succeeded")
+    first = await _deliver(routed, hooks, "stripe", index=0, count=2)
+    assert first.status_code == 200, first.text
+    assert first.json()["applied"] == 1
+    second = await _deliver(routed, hooks, "stripe", index=1, count=2)
+    assert second.json()["duplicate"] == 1
+    current = (await routed.get(f"/v1/payments/{payment['id']}", headers=merchant.headers)).json()
+    assert current["status"] == "captured" and current["amount_captured"] == 1500
+    journal = await routed_app.state.pool.fetchval(
+        "SELECT count(*) FROM journal_transactions WHERE payment_id = $1", payment["id"]
+    )
+    assert journal == 1
+    assert (await verify_ledger(routed_app.state.pool)).ok
+
+
+async def test_gopay_completes_through_the_midtrans_notification(routed, routed_app, admin, hooks):
+    await admin.knobs("midtrans", auto_complete=False, webhook={"url": hooks.url("midtrans")})
+    merchant = await _merchant(routed_app, "midtrans")
+    body = {
+        "currency": "IDR",
+        "amount": 5_000_000,
+        "payment_method": {"type": "wallet", "wallet": {"type": "gopay", "return_url": "https://shop.example/done"}},
+    }
+    payment = (await routed.post("/v1/payments", json=body, headers=merchant.headers)).json()
+    assert payment["status"] == "requires_action", payment
+    await admin.complete("midtrans", payment["provider_reference"], status="succeeded")
+    delivered = await _deliver(routed, hooks, "midtrans")
+    assert delivered.json()["applied"] == 1
+    current = (await routed.get(f"/v1/payments/{payment['id']}", headers=merchant.headers)).json()
+    assert current["status"] == "captured"
+
+
+async def test_a_forged_notification_is_rejected_and_counted(routed, routed_app, admin, hooks):
+    await admin.knobs("stripe", auto_complete=False, webhook={"url": hooks.url("stripe")})
+    merchant = await _merchant(routed_app, "stripe")
+    body = {"currency": "JPY", "amount": 1500, "payment_method": {"type": "konbini"}}
+    payment = (await routed.post("/v1/payments", json=body, headers=merchant.headers)).json()
+    await admin.complete("stripe", payment["provider_reference"], status="succeeded")
+    headers, raw, _ = (await hooks.wait_for("stripe"))[-1]
+    forged = json.loads(raw)
+    forged["data"]["object"]["amount_received"] = 1
+    forward = {k: v for k, v in headers.items() if k.lower() not in ("host", "content-length")}
+    response = await routed.post("/webhooks/stripe", content=json.dumps(forged).encode(), headers=forward)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "webhook_rejected"
+    still = (await routed.get(f"/v1/payments/{payment['id']}", headers=merchant.headers)).json()
+    assert still["status"] == "requires_action"
+    metrics = (await routed.get("/metrics")).text
+    assert 'switch_webhooks_rejected_total{provider="stripe",reason="bad_signature"}' in metrics
+
+
+async def test_notifications_for_unknown_accounts_are_404(routed):
+    response = await routed.post("/webhooks/nobody", content=b"{}")
+    assert response.status_code == 404
+
+
+async def test_sandbox_takes_no_webhooks(routed):
+    response = await routed.post("/webhooks/sandbox", content=b"{}")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "webhooks_not_supported"
