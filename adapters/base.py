@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import enum
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import msgspec
@@ -334,3 +335,54 @@ def http_error_outcome(status: int) -> Outcome:
     the card, so another provider may succeed.
     """
     return Outcome.TECHNICAL if status >= 400 else Outcome.UNKNOWN
+
+
+def minor_to_decimal(amount: int, exponent: int) -> Decimal:
+    """Express integer minor units as an exact :class:`~decimal.Decimal` with ``exponent`` places.
+
+    ``minor_to_decimal(1250, 2) == Decimal("12.50")``; integer arithmetic only, never a float.
+    """
+    return Decimal(amount).scaleb(-exponent)
+
+
+def decimal_to_minor(value: Decimal | int | str, exponent: int) -> int:
+    """Convert a provider's decimal amount back to integer minor units, refusing to round.
+
+    Raises:
+        ValueError: When ``value`` is not a number or carries more than ``exponent`` decimals.
+    """
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError("not a decimal amount") from None
+    scaled = number.scaleb(exponent)
+    if not scaled.is_finite() or scaled != scaled.to_integral_value():
+        raise ValueError(f"amount has more than {exponent} decimals")
+    return int(scaled)
+
+
+_exact_json = msgspec.json.Decoder(float_hook=Decimal)
+
+
+def decode_json_exact(body: bytes) -> Any:
+    """Decode JSON with every non-integer number as a ``Decimal`` (so no amount passes a float).
+
+    Raises:
+        msgspec.DecodeError: When the body is not JSON.
+    """
+    return _exact_json.decode(body)
+
+
+def sorted_pairs(params: Mapping[str, Any], *, exclude: frozenset[str] = frozenset()) -> str:
+    """Canonical ``k1=v1&k2=v2`` string over keys sorted by code point, skipping empty values.
+
+    The common signing base of Chinese cross-border gateways (PingPong, LianLian, Alipay-style
+    APIs): nested objects are not flattened, so callers sign flat parameter maps only.
+
+    Args:
+        params: The parameters; ``None`` and ``""`` values are left out.
+        exclude: Keys never signed (the signature field itself).
+    """
+    return "&".join(
+        f"{key}={params[key]}" for key in sorted(params) if key not in exclude and params[key] not in (None, "")
+    )

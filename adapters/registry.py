@@ -11,6 +11,8 @@ _ADAPTERS: dict[str, str] = {
     "adyen": "adapters.adyen:AdyenAdapter",
     "paypal": "adapters.paypal:PayPalAdapter",
     "midtrans": "adapters.midtrans:MidtransAdapter",
+    "xendit": "adapters.xendit:XenditAdapter",
+    "sepa": "adapters.sepa:SepaAdapter",
     "sandbox": "adapters.sandbox:SandboxAdapter",
 }
 

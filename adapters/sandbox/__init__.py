@@ -77,6 +77,7 @@ class SandboxAdapter(ProviderAdapter):
 
     name = "sandbox"
     flows = frozenset({Flow.AUTHORIZE, Flow.CAPTURE, Flow.VOID, Flow.REFUND, Flow.SYNC})
+    method_types = frozenset({"card"})
 
     def __init__(self, credentials: Credentials | None = None, *, latency_ms: int = 0) -> None:
         """Create a sandbox.

@@ -112,6 +112,8 @@ class ProviderKnobs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         webhook: Notification delivery.
         auto_complete: Whether asynchronous payments (vouchers, wallets, debits, redirects)
             complete by themselves after ``webhook.delay_ms``.
+        settle_delay_ms: How long a submitted SEPA batch stays pending before it settles by
+            itself (with ``auto_complete``); the settlement notification then follows.
         webhook_secret: The secret notifications are signed with (HMAC key, server key, token).
     """
 
@@ -127,6 +129,7 @@ class ProviderKnobs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     outages: list[Outage] = msgspec.field(default_factory=list)
     webhook: Webhook = msgspec.field(default_factory=Webhook)
     auto_complete: bool = True
+    settle_delay_ms: float = 0.0
     webhook_secret: str | None = None
 
 

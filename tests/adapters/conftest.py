@@ -148,6 +148,19 @@ class ProviderCase:
     # Whether sync can find an attempt whose answer was lost (no provider reference known).
     sync_by_attempt: bool = True
     details: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Asynchronous methods (e-wallet redirect, hosted checkout, direct debit) answer this at
+    # authorization; the contract then completes the payment in the simulator and reads the
+    # result back with sync.
+    authorize_outcome: Outcome = Outcome.APPROVED
+    # False when the provider authenticates callbacks with a static token that does not cover
+    # the body (Xendit): a forged body with the genuine token cannot be detected there.
+    signs_body: bool = True
+    # Headers that carry the webhook credential (signature or token), stripped in the forgery test.
+    credential_headers: tuple[str, ...] = ()
+
+    @property
+    def is_async(self) -> bool:
+        return self.authorize_outcome is not Outcome.APPROVED
 
     def adapter(self, server: SimulatorServer, total_timeout: float = 5.0) -> ProviderAdapter:
         return self.factory(server.url_for(self.name), total_timeout)

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import httpx
-import pytest
 import pytest_asyncio
 from litestar import Litestar
 

@@ -11,5 +11,7 @@ if TYPE_CHECKING:
 def providers(sim: Simulator) -> list[ProviderSim]:
     """Instantiate the additional simulated providers."""
     from adapters.simulator.providers.midtrans import MidtransSim
+    from adapters.simulator.providers.sepa import SepaSim
+    from adapters.simulator.providers.xendit import XenditSim
 
-    return [MidtransSim(sim)]
+    return [MidtransSim(sim), XenditSim(sim), SepaSim(sim)]
