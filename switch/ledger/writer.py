@@ -130,13 +130,6 @@ class IdempotencyFinish(msgspec.Struct, frozen=True, kw_only=True):
     response: bytes
 
 
-class IdempotencyRelease(msgspec.Struct, frozen=True, kw_only=True):
-    """Drop an in-flight reservation (the request was refused before any side effect)."""
-
-    merchant_id: str
-    key: str
-
-
 class WriteOp(msgspec.Struct, kw_only=True):
     """Everything one request writes, committed atomically with the rest of its batch."""
 
@@ -149,7 +142,11 @@ class WriteOp(msgspec.Struct, kw_only=True):
     refunds: list[RefundInsert] = msgspec.field(default_factory=list)
     journal: list[JournalTransaction] = msgspec.field(default_factory=list)
     finish: list[IdempotencyFinish] = msgspec.field(default_factory=list)
-    release: list[IdempotencyRelease] = msgspec.field(default_factory=list)
+
+    @property
+    def conditional(self) -> bool:
+        """True when part of the op depends on what the database holds (needs a transaction)."""
+        return self.reserve is not None or self.event is not None or self.payment_update is not None
 
 
 class WriteResult(msgspec.Struct, frozen=True):
@@ -194,52 +191,62 @@ WHERE p.id = u.id AND p.version = u.expected
 RETURNING p.id
 """
 
-_SQL_INSERT_PAYMENTS = """
-INSERT INTO payments (id, merchant_id, status, amount, currency, amount_captured, amount_refunded,
-                      capture_method, capture_closed, provider, provider_reference, body, reference, created)
-SELECT id, m, s, a, c, ac, ar, cm, cc, p, pr, b::json, r, cr
-FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[],
-            $8::text[], $9::bool[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[])
-     AS u(id, m, s, a, c, ac, ar, cm, cc, p, pr, b, r, cr)
+# Every unconditional row of a batch in one statement: one round trip, and atomic on its own when
+# the batch has no conditional step. Data-modifying CTEs cannot see each other's rows, which is
+# fine here: no op updates a row inserted in the same batch, and foreign keys are checked at the
+# end of the statement.
+_SQL_ROWS = """
+WITH payments_in AS (
+    INSERT INTO payments (id, merchant_id, status, amount, currency, amount_captured, amount_refunded,
+                          capture_method, capture_closed, provider, provider_reference, body, reference, created)
+    SELECT id, m, s, a, c, ac, ar, cm, cc, p, pr, b::json, r, cr
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[],
+                $8::text[], $9::bool[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[])
+         AS u(id, m, s, a, c, ac, ar, cm, cc, p, pr, b, r, cr)
+), attempts_in AS (
+    INSERT INTO payment_attempts (id, payment_id, merchant_id, provider, amount, currency, status,
+                                  request, idempotency_key, created)
+    SELECT id, pid, m, p, a, c, 'intent', r::jsonb, k, cr
+    FROM unnest($15::text[], $16::text[], $17::text[], $18::text[], $19::bigint[], $20::text[], $21::text[],
+                $22::text[], $23::bigint[]) AS u(id, pid, m, p, a, c, r, k, cr)
+), attempts_done AS (
+    UPDATE payment_attempts AS t
+    SET status = u.s, outcome = u.o, code = u.c, provider_reference = u.pr, latency_ms = u.l
+    FROM unnest($24::text[], $25::text[], $26::text[], $27::text[], $28::text[], $29::int[])
+         AS u(id, s, o, c, pr, l)
+    WHERE t.id = u.id
+), refunds_in AS (
+    INSERT INTO refunds (id, payment_id, merchant_id, amount, currency, status, provider_reference, reason, created)
+    SELECT * FROM unnest($30::text[], $31::text[], $32::text[], $33::bigint[], $34::text[], $35::text[],
+                         $36::text[], $37::text[], $38::bigint[])
+), journal_in AS (
+    INSERT INTO journal_transactions (id, merchant_id, payment_id, kind, operation_id, created)
+    SELECT * FROM unnest($39::text[], $40::text[], $41::text[], $42::text[], $43::text[], $44::bigint[])
+), entries_in AS (
+    INSERT INTO journal_entries (transaction_id, account, currency, phase, amount)
+    SELECT * FROM unnest($45::text[], $46::text[], $47::text[], $48::text[], $49::bigint[])
+), finished AS (
+    UPDATE idempotency_keys AS k SET status_code = u.s, response = u.r
+    FROM unnest($50::text[], $51::text[], $52::int[], $53::bytea[]) AS u(m, key, s, r)
+    WHERE k.merchant_id = u.m AND k.key = u.key
+)
+SELECT 1
 """
 
-_SQL_INSERT_ATTEMPTS = """
-INSERT INTO payment_attempts (id, payment_id, merchant_id, provider, amount, currency, status,
-                              request, idempotency_key, created)
-SELECT id, pid, m, p, a, c, 'intent', r::jsonb, k, cr
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
-            $8::text[], $9::bigint[]) AS u(id, pid, m, p, a, c, r, k, cr)
-"""
-
-_SQL_UPDATE_ATTEMPTS = """
-UPDATE payment_attempts AS t
-SET status = u.s, outcome = u.o, code = u.c, provider_reference = u.pr, latency_ms = u.l
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[])
-     AS u(id, s, o, c, pr, l)
-WHERE t.id = u.id
-"""
-
-_SQL_INSERT_REFUNDS = """
-INSERT INTO refunds (id, payment_id, merchant_id, amount, currency, status, provider_reference, reason, created)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],
-                     $8::text[], $9::bigint[])
-"""
-
-_SQL_INSERT_JOURNAL = """
-INSERT INTO journal_transactions (id, merchant_id, payment_id, kind, operation_id, created)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
-"""
-
-_SQL_INSERT_ENTRIES = """
-INSERT INTO journal_entries (transaction_id, account, currency, phase, amount)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
-"""
-
-_SQL_FINISH = """
-UPDATE idempotency_keys AS k SET status_code = u.s, response = u.r
-FROM unnest($1::text[], $2::text[], $3::int[], $4::bytea[]) AS u(m, key, s, r)
-WHERE k.merchant_id = u.m AND k.key = u.key
-"""
+_PAYMENT_COLUMNS = (
+    "id", "merchant_id", "status", "amount", "currency", "amount_captured", "amount_refunded",
+    "capture_method", "capture_closed", "provider", "provider_reference", "body", "reference", "created",
+)  # fmt: skip
+_ATTEMPT_COLUMNS = (
+    "id", "payment_id", "merchant_id", "provider", "amount", "currency", "request", "idempotency_key", "created",
+)  # fmt: skip
+_ATTEMPT_UPDATE_COLUMNS = ("id", "status", "outcome", "code", "provider_reference", "latency_ms")
+_REFUND_COLUMNS = (
+    "id", "payment_id", "merchant_id", "amount", "currency", "status", "provider_reference", "reason", "created",
+)  # fmt: skip
+_JOURNAL_COLUMNS = ("id", "merchant_id", "payment_id", "kind", "operation_id", "created")
+_ENTRY_COLUMNS = ("account", "currency", "phase", "amount")
+_FINISH_COLUMNS = ("merchant_id", "key", "status_code", "response")
 
 _SQL_RELEASE = """
 DELETE FROM idempotency_keys AS k
@@ -371,6 +378,9 @@ class GroupCommitWriter:
             self._connection = await self._connect()
         connection = self._connection
         results: list[WriteResult | Exception] = [WriteResult() for _ in batch]
+        if not any(pending.op.conditional for pending in batch):
+            await self._apply_rows(connection, [pending.op for pending in batch])
+            return results
         async with connection.transaction():
             live = await self._apply_conditions(connection, batch, results)
             await self._apply_rows(connection, [batch[i].op for i in live])
@@ -472,46 +482,16 @@ class GroupCommitWriter:
         return [i for i in live if _reserved(results[i])]
 
     async def _apply_rows(self, connection: asyncpg.Connection, ops: list[WriteOp]) -> None:
-        payments = [p for op in ops for p in op.payments]
-        if payments:
-            await connection.execute(
-                _SQL_INSERT_PAYMENTS,
-                *_columns(
-                    payments,
-                    (
-                        "id", "merchant_id", "status", "amount", "currency", "amount_captured",
-                        "amount_refunded", "capture_method", "capture_closed", "provider",
-                        "provider_reference", "body", "reference", "created",
-                    ),
-                ),
-            )  # fmt: skip
-        attempts = [a for op in ops for a in op.attempts]
-        if attempts:
-            names = ("id", "payment_id", "merchant_id", "provider", "amount", "currency", "request",
-                     "idempotency_key", "created")  # fmt: skip
-            await connection.execute(_SQL_INSERT_ATTEMPTS, *_columns(attempts, names))
-        attempt_updates = [a for op in ops for a in op.attempt_updates]
-        if attempt_updates:
-            names = ("id", "status", "outcome", "code", "provider_reference", "latency_ms")
-            await connection.execute(_SQL_UPDATE_ATTEMPTS, *_columns(attempt_updates, names))
-        refunds = [r for op in ops for r in op.refunds]
-        if refunds:
-            names = ("id", "payment_id", "merchant_id", "amount", "currency", "status", "provider_reference",
-                     "reason", "created")  # fmt: skip
-            await connection.execute(_SQL_INSERT_REFUNDS, *_columns(refunds, names))
         journal = [t for op in ops for t in op.journal]
-        if journal:
-            names = ("id", "merchant_id", "payment_id", "kind", "operation_id", "created")
-            await connection.execute(_SQL_INSERT_JOURNAL, *_columns(journal, names))
-            txn_ids = [t.id for t in journal for _ in t.entries]
-            entries = [e for t in journal for e in t.entries]
-            await connection.execute(
-                _SQL_INSERT_ENTRIES, txn_ids, *_columns(entries, ("account", "currency", "phase", "amount"))
-            )
-        finish = [f for op in ops for f in op.finish]
-        if finish:
-            names = ("merchant_id", "key", "status_code", "response")
-            await connection.execute(_SQL_FINISH, *_columns(finish, names))
-        release = [r for op in ops for r in op.release]
-        if release:
-            await connection.execute(_SQL_RELEASE, *_columns(release, ("merchant_id", "key")))
+        rows = (
+            _columns([p for op in ops for p in op.payments], _PAYMENT_COLUMNS),
+            _columns([a for op in ops for a in op.attempts], _ATTEMPT_COLUMNS),
+            _columns([a for op in ops for a in op.attempt_updates], _ATTEMPT_UPDATE_COLUMNS),
+            _columns([r for op in ops for r in op.refunds], _REFUND_COLUMNS),
+            _columns(journal, _JOURNAL_COLUMNS),
+            [[t.id for t in journal for _ in t.entries]],
+            _columns([e for t in journal for e in t.entries], _ENTRY_COLUMNS),
+            _columns([f for op in ops for f in op.finish], _FINISH_COLUMNS),
+        )
+        if any(column for group in rows for column in group[:1]):
+            await connection.execute(_SQL_ROWS, *(column for group in rows for column in group))
