@@ -92,11 +92,19 @@ def _wrk(url: str, key: str, connections: int, duration: int, threads: int) -> t
     return rate, percentiles, errors
 
 
-def _serve(target: list[str], port: int, env: dict[str, str]) -> subprocess.Popen:
-    command = [
-        sys.executable, "-m", "uvicorn", *target, "--host", "127.0.0.1", "--port", str(port),
-        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning", "--backlog", "4096",
-    ]  # fmt: skip
+def _serve(server: str, target: str, factory: bool, port: int, env: dict[str, str]) -> subprocess.Popen:
+    if server == "granian":
+        command = [
+            os.path.join(os.path.dirname(sys.executable), "granian"), "--interface", "asgi", "--loop", "uvloop",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log",
+            "--log-level", "warning", "--backlog", "4096", *(["--factory"] if factory else []), target,
+        ]  # fmt: skip
+    else:
+        command = [
+            sys.executable, "-m", "uvicorn", *(["--factory"] if factory else []), target,
+            "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
+            "--no-access-log", "--log-level", "warning", "--backlog", "4096",
+        ]  # fmt: skip
     return subprocess.Popen(command, env=env, cwd=ROOT)
 
 
@@ -116,6 +124,12 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--server",
+        choices=("uvicorn", "granian"),
+        action="append",
+        help="ASGI server(s) to measure; repeat to compare (default: uvicorn, the one `switch serve` uses)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
@@ -126,12 +140,18 @@ def main() -> int:
     key = asyncio.run(_prepare(dsn))
     env = {**os.environ, "SWITCH_DATABASE_URL": dsn, "SWITCH_LOG_LEVEL": "WARNING"}
     results = []
-    for name, target in (
-        ("bare Litestar endpoint", ["benchmarks.bare_app:app"]),
-        ("switch POST /v1/payments", ["--factory", "switch.app:create_app_from_env"]),
-    ):
+    servers = args.server or ["uvicorn"]
+    runs = [
+        (f"{label} ({server_name})", target, factory, server_name)
+        for server_name in servers
+        for label, target, factory in (
+            ("bare Litestar endpoint", "benchmarks.bare_app:app", False),
+            ("switch POST /v1/payments", "switch.app:create_app_from_env", True),
+        )
+    ]
+    for name, target, factory, server_name in runs:
         port = _free_port()
-        server = _serve(target, port, env)
+        server = _serve(server_name, target, factory, port, env)
         try:
             _wait_ready(f"http://127.0.0.1:{port}/v1/payments")
             url = f"http://127.0.0.1:{port}/v1/payments"
@@ -141,11 +161,13 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(timeout=30)
-    print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, one uvicorn worker (uvloop, httptools)")
-    print(f"{'server':<28} {'req/s':>10}  latency           non-2xx")
+    print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, one worker, uvloop")
+    print(f"{'endpoint':<40} {'req/s':>10}  latency                  non-2xx")
     for name, rate, percentiles, errors in results:
-        print(f"{name:<28} {rate:>10.0f}  {percentiles}  {errors}")
-    print(f"switch / bare = {results[1][1] / results[0][1]:.1%}")
+        print(f"{name:<40} {rate:>10.0f}  {percentiles:<24} {errors}")
+    for index in range(0, len(results), 2):
+        bare, switch = results[index], results[index + 1]
+        print(f"{switch[0]} / {bare[0]} = {switch[1] / bare[1]:.1%}")
     return 0
 
 

@@ -21,12 +21,17 @@ card number       outcome            code
 ================  =================  =================================================
 
 Any other valid number approves. Latency is configurable (default 0).
+
+State lives in the process. With several workers, a capture, void or refund may reach a worker
+whose sandbox did not make the authorization; such calls are approved (the switch's own state
+machine has already checked the amounts), while ``sync`` of an unseen attempt still answers
+``resource_missing`` so recovery treats it as never authorized.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import secrets
 from collections.abc import Mapping
 
 import msgspec
@@ -90,7 +95,6 @@ class SandboxAdapter(ProviderAdapter):
         self.latency_s = latency_ms / 1000
         self._authorizations: dict[str, _Authorization] = {}
         self._by_idempotency_key: dict[str, str] = {}
-        self._sequence = itertools.count(1)
         self.calls: dict[str, int] = {flow.value: 0 for flow in self.flows}
 
     async def _delay(self, flow: Flow) -> None:
@@ -109,7 +113,7 @@ class SandboxAdapter(ProviderAdapter):
         outcome, code, message = TEST_CARDS.get(number, (Outcome.APPROVED, None, None))
         if outcome is Outcome.TECHNICAL and code == "timeout":
             return ProviderResult(outcome=outcome, code=code, message=message, raw_status="timeout")
-        reference = f"sbx_{next(self._sequence):012d}"
+        reference = "sbx_" + secrets.token_hex(8)
         if outcome in (Outcome.APPROVED, Outcome.UNKNOWN):
             status = "captured" if request.capture else "authorized"
             self._authorizations[reference] = _Authorization(
@@ -145,7 +149,7 @@ class SandboxAdapter(ProviderAdapter):
         await self._delay(Flow.CAPTURE)
         auth = self._find(request.provider_reference)
         if auth is None:
-            return ProviderResult(outcome=Outcome.DECLINED_HARD, code="resource_missing", raw_status="not_found")
+            return self._unseen(request.provider_reference)
         if auth.status == "voided" or auth.captured + request.amount > auth.amount:
             return ProviderResult(outcome=Outcome.DECLINED_HARD, code="amount_too_large", raw_status=auth.status)
         auth.captured += request.amount
@@ -158,7 +162,9 @@ class SandboxAdapter(ProviderAdapter):
         """Cancel an uncaptured authorization."""
         await self._delay(Flow.VOID)
         auth = self._find(request.provider_reference)
-        if auth is None or auth.captured:
+        if auth is None:
+            return self._unseen(request.provider_reference)
+        if auth.captured:
             return ProviderResult(outcome=Outcome.DECLINED_HARD, code="payment_intent_unexpected_state")
         auth.status = "voided"
         return ProviderResult(
@@ -169,12 +175,20 @@ class SandboxAdapter(ProviderAdapter):
         """Refund part of the captured amount."""
         await self._delay(Flow.REFUND)
         auth = self._find(request.provider_reference)
-        if auth is None or auth.refunded + request.amount > auth.captured:
+        if auth is not None and auth.refunded + request.amount > auth.captured:
             return ProviderResult(outcome=Outcome.DECLINED_HARD, code="amount_too_large")
-        auth.refunded += request.amount
+        if auth is not None:
+            auth.refunded += request.amount
         return ProviderResult(
-            outcome=Outcome.APPROVED, provider_reference=f"sbr_{next(self._sequence):012d}", raw_status="succeeded"
+            outcome=Outcome.APPROVED, provider_reference="sbr_" + secrets.token_hex(8), raw_status="succeeded"
         )
+
+    @staticmethod
+    def _unseen(reference: str) -> ProviderResult:
+        # Another worker's sandbox made this authorization (see the module docstring).
+        if reference.startswith("sbx_"):
+            return ProviderResult(outcome=Outcome.APPROVED, provider_reference=reference, raw_status="succeeded")
+        return ProviderResult(outcome=Outcome.DECLINED_HARD, code="resource_missing", raw_status="not_found")
 
     async def sync(self, request: SyncRequest) -> ProviderResult:
         """Report what the sandbox knows of an attempt; an attempt it never saw is declined."""
