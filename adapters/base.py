@@ -241,6 +241,8 @@ class ProviderAdapter(abc.ABC):
 
     name: str = ""
     flows: frozenset[Flow] = frozenset()
+    # The exact body a provider requires in answer to a notification (None: any 2xx will do).
+    webhook_ack: str | None = None
 
     def __init__(self, credentials: Credentials | None = None) -> None:
         """Create the adapter.

@@ -13,6 +13,8 @@ _ADAPTERS: dict[str, str] = {
     "midtrans": "adapters.midtrans:MidtransAdapter",
     "xendit": "adapters.xendit:XenditAdapter",
     "sepa": "adapters.sepa:SepaAdapter",
+    "pingpong": "adapters.pingpong:PingPongAdapter",
+    "lianlian": "adapters.lianlian:LianLianAdapter",
     "sandbox": "adapters.sandbox:SandboxAdapter",
 }
 

@@ -60,6 +60,8 @@ class Simulator:
         self.providers: dict[str, ProviderSim] = {}
         self.stats: dict[str, Counter[str]] = defaultdict(Counter)
         self.idempotency: dict[tuple[str, str], tuple[bytes, int, bytes, str]] = {}
+        # Signature headers of stored answers: a provider that signs its answers signs replays too.
+        self.replay_headers: dict[tuple[str, str], dict[str, str]] = {}
         self.deliveries: list[dict[str, Any]] = []
         # The last requests received (provider, method, path, body), for wire-format checks.
         self.requests_log: deque[tuple[str, str, str, bytes]] = deque(maxlen=2000)
@@ -151,6 +153,7 @@ class Simulator:
         for sim in self.providers.values():
             sim.reset()
         self.idempotency.clear()
+        self.replay_headers.clear()
         self.stats.clear()
         self.deliveries.clear()
         self.requests_log.clear()
@@ -228,12 +231,18 @@ async def _idempotent(sim: Simulator, provider: str, request: web.Request, handl
             )
         sim.stats[provider]["idempotent_replays"] += 1
         return web.Response(
-            body=stored_body, status=status, content_type=ctype, headers={"Idempotent-Replayed": "true"}
+            body=stored_body,
+            status=status,
+            content_type=ctype,
+            headers={**sim.replay_headers.get(scope, {}), "Idempotent-Replayed": "true"},
         )
     response = await handler(request)
     if isinstance(response, web.Response) and response.status < 500:
         # Like Stripe, remember every processed answer, declines included, so a retry replays it.
         sim.idempotency[scope] = (body, response.status, response.body or b"", response.content_type)
+        signed = {k: v for k, v in response.headers.items() if "signature" in k.lower()}
+        if signed:
+            sim.replay_headers[scope] = signed
     return response
 
 

@@ -6,6 +6,8 @@ what is stored and shown is the masked :class:`PaymentMethodOut`.
 
 from __future__ import annotations
 
+import datetime
+
 import msgspec
 from stdnum import iban as stdnum_iban
 from stdnum.exceptions import ValidationError as StdnumError
@@ -15,6 +17,7 @@ from switch.errors import PaymentError
 from switch.payments.model import (
     CardOut,
     CardPaymentMethodIn,
+    HostedCheckoutPaymentMethodIn,
     KonbiniPaymentMethodIn,
     PaymentCreate,
     PaymentMethodOut,
@@ -37,6 +40,7 @@ class MethodDetails(msgspec.Struct, kw_only=True):
     card: CardData | None = None
     details: dict[str, str] = msgspec.field(default_factory=dict)
     return_url: str | None = None
+    holder_name: str | None = None
 
 
 def prepare_method(request: PaymentCreate, vault: Vault) -> MethodDetails:
@@ -73,12 +77,21 @@ def prepare_method(request: PaymentCreate, vault: Vault) -> MethodDetails:
                 holder_name=card.holder_name,
                 brand=summary.brand,
             ),
+            holder_name=card.holder_name,
         )
     if isinstance(method, WalletPaymentMethodIn):
         return MethodDetails(
             method_type=method.wallet.type,
             shown=PaymentMethodOut(type="wallet", wallet=WalletOut(type=method.wallet.type)),
             return_url=method.wallet.return_url,
+        )
+    if isinstance(method, HostedCheckoutPaymentMethodIn):
+        checkout = method.hosted_checkout
+        return MethodDetails(
+            method_type="hosted_checkout",
+            shown=PaymentMethodOut(type="hosted_checkout"),
+            details={"cancel_url": checkout.cancel_url} if checkout.cancel_url else {},
+            return_url=checkout.return_url,
         )
     if isinstance(method, KonbiniPaymentMethodIn):
         details = {"expires_after_days": str(method.konbini.expires_after_days)}
@@ -96,9 +109,27 @@ def prepare_method(request: PaymentCreate, vault: Vault) -> MethodDetails:
             "the IBAN is not valid (format or check digits)",
             "payment_method.sepa_debit.iban",
         ) from None
+    if (debit.mandate_id is None) != (debit.mandate_date is None):
+        raise PaymentError(
+            "invalid",
+            "parameter_missing",
+            "mandate_id and mandate_date go together",
+            "payment_method.sepa_debit.mandate_date"
+            if debit.mandate_date is None
+            else "payment_method.sepa_debit.mandate_id",
+        )
+    if debit.mandate_date is not None:
+        try:
+            datetime.date.fromisoformat(debit.mandate_date)
+        except ValueError:
+            raise PaymentError(
+                "invalid", "parameter_invalid", "mandate_date is not a date", "payment_method.sepa_debit.mandate_date"
+            ) from None
     details = {"iban": account, "owner_name": debit.holder_name}
-    if debit.mandate_id:
-        details["mandate_id"] = debit.mandate_id
+    for name in ("bic", "mandate_id", "mandate_date"):
+        value = getattr(debit, name)
+        if value is not None:
+            details[name] = value
     return MethodDetails(
         method_type="sepa_debit",
         shown=PaymentMethodOut(
@@ -108,6 +139,7 @@ def prepare_method(request: PaymentCreate, vault: Vault) -> MethodDetails:
             ),
         ),
         details=details,
+        holder_name=debit.holder_name,
     )
 
 

@@ -65,12 +65,17 @@ class KonbiniPaymentMethodIn(msgspec.Struct, forbid_unknown_fields=True, tag="ko
     konbini: KonbiniIn = msgspec.field(default_factory=KonbiniIn)
 
 
+_URL = Annotated[str, Meta(max_length=2048, pattern="^https?://[^\\s\x00]+$")]
+
+
 class SepaDebitIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """A SEPA direct debit from ``iban`` under a mandate."""
+    """A SEPA direct debit from ``iban`` under the mandate the debtor signed on ``mandate_date``."""
 
     iban: Annotated[str, Meta(min_length=15, max_length=42, pattern="^[A-Za-z0-9 ]+$")]
     holder_name: Annotated[str, Meta(min_length=1, max_length=70, pattern=_NO_NUL)]
-    mandate_id: Annotated[str, Meta(max_length=35, pattern="^[A-Za-z0-9+?/:().,' -]+$")] | None = None
+    bic: Annotated[str, Meta(pattern="^[A-Z0-9]{8}([A-Z0-9]{3})?$")] | None = None
+    mandate_id: Annotated[str, Meta(min_length=1, max_length=35, pattern="^[A-Za-z0-9+?/:().,' -]+$")] | None = None
+    mandate_date: Annotated[str, Meta(pattern="^[0-9]{4}-[0-9]{2}-[0-9]{2}$")] | None = None
 
 
 class SepaDebitPaymentMethodIn(msgspec.Struct, forbid_unknown_fields=True, tag="sepa_debit", tag_field="type"):
@@ -79,7 +84,28 @@ class SepaDebitPaymentMethodIn(msgspec.Struct, forbid_unknown_fields=True, tag="
     sepa_debit: SepaDebitIn
 
 
-PaymentMethodIn = CardPaymentMethodIn | WalletPaymentMethodIn | KonbiniPaymentMethodIn | SepaDebitPaymentMethodIn
+class HostedCheckoutIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Where the customer returns from a provider-hosted checkout page (PingPong, LianLian)."""
+
+    return_url: _URL | None = None
+    cancel_url: _URL | None = None
+
+
+class HostedCheckoutPaymentMethodIn(
+    msgspec.Struct, forbid_unknown_fields=True, tag="hosted_checkout", tag_field="type"
+):
+    """``payment_method`` of type ``hosted_checkout``: the customer pays on the provider's page."""
+
+    hosted_checkout: HostedCheckoutIn = msgspec.field(default_factory=HostedCheckoutIn)
+
+
+PaymentMethodIn = (
+    CardPaymentMethodIn
+    | WalletPaymentMethodIn
+    | KonbiniPaymentMethodIn
+    | SepaDebitPaymentMethodIn
+    | HostedCheckoutPaymentMethodIn
+)
 
 
 class CustomerIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -204,7 +204,7 @@ class PaymentService:
                     customer_email=customer.email if customer else None,
                     customer_country=customer.country if customer else None,
                     customer_ip=customer.ip if customer else None,
-                    customer_name=customer.name if customer else None,
+                    customer_name=(customer.name if customer and customer.name else None) or method.holder_name,
                 ),
             )
             if result.outcome is Outcome.UNKNOWN:

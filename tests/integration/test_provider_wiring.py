@@ -18,6 +18,13 @@ from switch.config import Settings
 from switch.ledger.verify import verify_ledger
 from switch.merchants import create_merchant
 from tests.adapters.conftest import ADYEN_HMAC_KEY, Admin, Receiver
+from tests.adapters.extra_cases import (
+    PINGPONG_ACC_ID,
+    PINGPONG_SALT,
+    SEPA_HMAC_KEY,
+    XENDIT_CALLBACK_TOKEN,
+    XENDIT_SECRET_KEY,
+)
 from tests.api.helpers import card
 from tests.conftest import MerchantKey
 
@@ -39,6 +46,25 @@ base_url = "{adyen}"
 provider = "midtrans"
 api_key = "SB-Mid-server-simulator"
 base_url = "{midtrans}"
+
+[accounts.xendit]
+provider = "xendit"
+api_key = "{xendit_key}"
+webhook_secret = "{xendit_token}"
+base_url = "{xendit}"
+
+[accounts.pingpong]
+provider = "pingpong"
+api_key = "{pingpong_salt}"
+account_id = "{pingpong_acc}"
+base_url = "{pingpong}"
+
+[accounts.sepa]
+provider = "sepa"
+api_key = "sepa-gateway-token"
+webhook_secret = "{sepa_key}"
+base_url = "{sepa}"
+extra = {{ creditor_name = "Switch Merchant GmbH", creditor_iban = "DE89370400440532013000", creditor_bic = "COBADEFFXXX", creditor_id = "DE98ZZZ09999999999" }}
 """
 
 
@@ -70,6 +96,14 @@ async def routed_app(sim, database_url, tmp_path_factory) -> AsyncIterator[Lites
             adyen=sim.url_for("adyen"),
             midtrans=sim.url_for("midtrans"),
             adyen_key=ADYEN_HMAC_KEY,
+            xendit=sim.url_for("xendit"),
+            xendit_key=XENDIT_SECRET_KEY,
+            xendit_token=XENDIT_CALLBACK_TOKEN,
+            pingpong=sim.url_for("pingpong"),
+            pingpong_salt=PINGPONG_SALT,
+            pingpong_acc=PINGPONG_ACC_ID,
+            sepa=sim.url_for("sepa"),
+            sepa_key=SEPA_HMAC_KEY,
         )
     )
     app = create_app(Settings(database_url=database_url, providers_file=str(path)))
@@ -236,3 +270,99 @@ async def test_sandbox_takes_no_webhooks(routed):
     response = await routed.post("/webhooks/sandbox", content=b"{}")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "webhooks_not_supported"
+
+
+async def _complete_by_webhook(routed, routed_app, admin, hooks, provider, body, settle_status="succeeded"):
+    await admin.knobs(provider, auto_complete=False, webhook={"url": hooks.url(provider)})
+    merchant = await _merchant(routed_app, provider)
+    created = await routed.post("/v1/payments", json=body, headers=merchant.headers)
+    assert created.status_code == 201, created.text
+    payment = created.json()
+    assert payment["provider_reference"], payment
+    await admin.complete(provider, payment["provider_reference"], status=settle_status)
+    delivered = await _deliver(routed, hooks, provider)
+    current = (await routed.get(f"/v1/payments/{payment['id']}", headers=merchant.headers)).json()
+    return payment, delivered, current
+
+
+async def test_grabpay_completes_through_the_xendit_callback(routed, routed_app, admin, hooks):
+    body = {
+        "currency": "PHP",
+        "amount": 125_000,
+        "payment_method": {"type": "wallet", "wallet": {"type": "grabpay", "return_url": "https://shop.example/r"}},
+    }
+    payment, delivered, current = await _complete_by_webhook(routed, routed_app, admin, hooks, "xendit", body)
+    assert payment["status"] == "requires_action"
+    assert payment["next_action"]
+    assert delivered.json()["applied"] == 1
+    assert current["status"] == "captured"
+
+
+async def test_pingpong_hosted_checkout_completes_and_gets_its_ok(routed, routed_app, admin, hooks):
+    body = {
+        "currency": "USD",
+        "amount": 125_000,
+        "payment_method": {"type": "hosted_checkout", "hosted_checkout": {"return_url": "https://shop.example/r"}},
+    }
+    payment, delivered, current = await _complete_by_webhook(routed, routed_app, admin, hooks, "pingpong", body)
+    assert payment["status"] == "requires_action"
+    assert payment["next_action"]["type"] == "redirect_to_url"
+    assert delivered.status_code == 200
+    assert delivered.text == "OK"
+    assert current["status"] == "captured"
+
+
+async def test_sepa_debit_is_pending_until_settled(routed, routed_app, admin, hooks):
+    body = {
+        "currency": "EUR",
+        "amount": 125_000,
+        "payment_method": {
+            "type": "sepa_debit",
+            "sepa_debit": {
+                "iban": "NL91 ABNA 0417 1643 00",
+                "holder_name": "Ada Lovelace",
+                "mandate_id": "MNDT-2024-001",
+                "mandate_date": "2024-01-15",
+            },
+        },
+    }
+    payment, delivered, current = await _complete_by_webhook(routed, routed_app, admin, hooks, "sepa", body)
+    assert payment["status"] == "pending", payment
+    assert payment["payment_method"]["sepa_debit"] == {
+        "country": "NL",
+        "bank_code": "ABNA",
+        "last4": "4300",
+        "mandate_id": "MNDT-2024-001",
+    }
+    assert "0417164300" not in json.dumps(payment)
+    assert delivered.json()["applied"] == 1
+    assert current["status"] == "captured"
+    assert (await verify_ledger(routed_app.state.pool)).ok
+
+
+async def test_a_sepa_debit_without_its_mandate_date_is_refused(routed, routed_app):
+    merchant = await _merchant(routed_app, "sepa")
+    body = {
+        "currency": "EUR",
+        "amount": 100,
+        "payment_method": {
+            "type": "sepa_debit",
+            "sepa_debit": {"iban": "NL91ABNA0417164300", "holder_name": "Ada", "mandate_id": "M-1"},
+        },
+    }
+    response = await routed.post("/v1/payments", json=body, headers=merchant.headers)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "payment_method.sepa_debit.mandate_date"
+
+
+async def test_an_invalid_iban_is_refused_before_any_provider_call(routed, routed_app):
+    merchant = await _merchant(routed_app, "sepa")
+    body = {
+        "currency": "EUR",
+        "amount": 100,
+        "payment_method": {"type": "sepa_debit", "sepa_debit": {"iban": "NL91ABNA0417164301", "holder_name": "A"}},
+    }
+    response = await routed.post("/v1/payments", json=body, headers=merchant.headers)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_iban", "payment_method.sepa_debit.iban")

@@ -10,8 +10,10 @@ if TYPE_CHECKING:
 
 def providers(sim: Simulator) -> list[ProviderSim]:
     """Instantiate the additional simulated providers."""
+    from adapters.simulator.providers.lianlian import LianLianSim
     from adapters.simulator.providers.midtrans import MidtransSim
+    from adapters.simulator.providers.pingpong import PingPongSim
     from adapters.simulator.providers.sepa import SepaSim
     from adapters.simulator.providers.xendit import XenditSim
 
-    return [MidtransSim(sim), XenditSim(sim), SepaSim(sim)]
+    return [MidtransSim(sim), XenditSim(sim), SepaSim(sim), PingPongSim(sim), LianLianSim(sim)]
