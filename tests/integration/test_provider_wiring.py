@@ -64,7 +64,12 @@ provider = "sepa"
 api_key = "sepa-gateway-token"
 webhook_secret = "{sepa_key}"
 base_url = "{sepa}"
-extra = {{ creditor_name = "Switch Merchant GmbH", creditor_iban = "DE89370400440532013000", creditor_bic = "COBADEFFXXX", creditor_id = "DE98ZZZ09999999999" }}
+
+[accounts.sepa.extra]
+creditor_name = "Switch Merchant GmbH"
+creditor_iban = "DE89370400440532013000"
+creditor_bic = "COBADEFFXXX"
+creditor_id = "DE98ZZZ09999999999"
 """
 
 
