@@ -125,6 +125,9 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
+        "--rounds", type=int, default=1, help="repeat every measurement this many times, interleaved; medians reported"
+    )
+    parser.add_argument(
         "--server",
         choices=("uvicorn", "granian"),
         action="append",
@@ -139,7 +142,6 @@ def main() -> int:
     dsn = os.environ.get("SWITCH_DATABASE_URL") or embedded_database_url(data_dir)
     key = asyncio.run(_prepare(dsn))
     env = {**os.environ, "SWITCH_DATABASE_URL": dsn, "SWITCH_LOG_LEVEL": "WARNING"}
-    results = []
     servers = args.server or ["uvicorn"]
     runs = [
         (f"{label} ({server_name})", target, factory, server_name)
@@ -149,25 +151,31 @@ def main() -> int:
             ("switch POST /v1/payments", "switch.app:create_app_from_env", True),
         )
     ]
-    for name, target, factory, server_name in runs:
-        port = _free_port()
-        server = _serve(server_name, target, factory, port, env)
-        try:
-            _wait_ready(f"http://127.0.0.1:{port}/v1/payments")
-            url = f"http://127.0.0.1:{port}/v1/payments"
-            _wrk(url, key, args.connections, 3, args.threads)  # warm-up: connections, caches, JIT-free paths
-            rate, percentiles, errors = _wrk(url, key, args.connections, args.duration, args.threads)
-            results.append((name, rate, percentiles, errors))
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-    print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, one worker, uvloop")
-    print(f"{'endpoint':<40} {'req/s':>10}  latency                  non-2xx")
-    for name, rate, percentiles, errors in results:
-        print(f"{name:<40} {rate:>10.0f}  {percentiles:<24} {errors}")
-    for index in range(0, len(results), 2):
-        bare, switch = results[index], results[index + 1]
-        print(f"{switch[0]} / {bare[0]} = {switch[1] / bare[1]:.1%}")
+    measured: dict[str, list[tuple[float, str, str]]] = {name: [] for name, _, _, _ in runs}
+    for _ in range(args.rounds):
+        for name, target, factory, server_name in runs:
+            port = _free_port()
+            server = _serve(server_name, target, factory, port, env)
+            try:
+                _wait_ready(f"http://127.0.0.1:{port}/v1/payments")
+                url = f"http://127.0.0.1:{port}/v1/payments"
+                _wrk(url, key, args.connections, 3, args.threads)  # warm-up: connections, caches
+                measured[name].append(_wrk(url, key, args.connections, args.duration, args.threads))
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+    print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, one worker, uvloop, {args.rounds} round(s)")
+    print(f"{'endpoint':<40} {'median req/s':>12}  {'runs':<24} latency of the median run")
+    medians: list[float] = []
+    for name, samples in measured.items():
+        ordered = sorted(samples)
+        median = ordered[len(ordered) // 2]
+        medians.append(median[0])
+        runs_text = " ".join(f"{rate:.0f}" for rate, _, _ in samples)
+        print(f"{name:<40} {median[0]:>12.0f}  {runs_text:<24} {median[1]}  non-2xx={median[2]}")
+    names = list(measured)
+    for index in range(0, len(names), 2):
+        print(f"{names[index + 1]} / {names[index]} = {medians[index + 1] / medians[index]:.1%}")
     return 0
 
 
