@@ -97,6 +97,7 @@ class RefundInsert(msgspec.Struct, frozen=True, kw_only=True):
     status: str
     provider_reference: str | None
     reason: str | None
+    metadata: str
     created: int
 
 
@@ -216,18 +217,20 @@ WITH payments_in AS (
          AS u(id, s, o, c, pr, l)
     WHERE t.id = u.id
 ), refunds_in AS (
-    INSERT INTO refunds (id, payment_id, merchant_id, amount, currency, status, provider_reference, reason, created)
-    SELECT * FROM unnest($30::text[], $31::text[], $32::text[], $33::bigint[], $34::text[], $35::text[],
-                         $36::text[], $37::text[], $38::bigint[])
+    INSERT INTO refunds (id, payment_id, merchant_id, amount, currency, status, provider_reference, reason,
+                         metadata, created)
+    SELECT id, p, m, a, c, s, pr, r, md::json, cr
+    FROM unnest($30::text[], $31::text[], $32::text[], $33::bigint[], $34::text[], $35::text[],
+                $36::text[], $37::text[], $38::text[], $39::bigint[]) AS u(id, p, m, a, c, s, pr, r, md, cr)
 ), journal_in AS (
     INSERT INTO journal_transactions (id, merchant_id, payment_id, kind, operation_id, created)
-    SELECT * FROM unnest($39::text[], $40::text[], $41::text[], $42::text[], $43::text[], $44::bigint[])
+    SELECT * FROM unnest($40::text[], $41::text[], $42::text[], $43::text[], $44::text[], $45::bigint[])
 ), entries_in AS (
     INSERT INTO journal_entries (transaction_id, account, currency, phase, amount)
-    SELECT * FROM unnest($45::text[], $46::text[], $47::text[], $48::text[], $49::bigint[])
+    SELECT * FROM unnest($46::text[], $47::text[], $48::text[], $49::text[], $50::bigint[])
 ), finished AS (
     UPDATE idempotency_keys AS k SET status_code = u.s, response = u.r
-    FROM unnest($50::text[], $51::text[], $52::int[], $53::bytea[]) AS u(m, key, s, r)
+    FROM unnest($51::text[], $52::text[], $53::int[], $54::bytea[]) AS u(m, key, s, r)
     WHERE k.merchant_id = u.m AND k.key = u.key
 )
 SELECT 1
@@ -242,7 +245,8 @@ _ATTEMPT_COLUMNS = (
 )  # fmt: skip
 _ATTEMPT_UPDATE_COLUMNS = ("id", "status", "outcome", "code", "provider_reference", "latency_ms")
 _REFUND_COLUMNS = (
-    "id", "payment_id", "merchant_id", "amount", "currency", "status", "provider_reference", "reason", "created",
+    "id", "payment_id", "merchant_id", "amount", "currency", "status", "provider_reference", "reason", "metadata",
+    "created",
 )  # fmt: skip
 _JOURNAL_COLUMNS = ("id", "merchant_id", "payment_id", "kind", "operation_id", "created")
 _ENTRY_COLUMNS = ("account", "currency", "phase", "amount")

@@ -62,6 +62,7 @@ from switch.vault.cards import Vault
 
 logger = logging.getLogger(__name__)
 _ATTEMPT_REQUEST_ENCODER = msgspec.json.Encoder()
+_METADATA_DECODER = msgspec.json.Decoder(dict[str, str])
 _ID_SHAPE = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 # A mutation checks the state, calls the provider and returns (status, body, ledger op).
@@ -341,7 +342,7 @@ class PaymentService:
         if not _plausible_id(refund_id):
             raise _missing("refund", refund_id)
         row = await self._pool.fetchrow(
-            "SELECT id, payment_id, amount, currency, status, reason, created FROM refunds"
+            "SELECT id, payment_id, amount, currency, status, reason, metadata::text AS metadata, created FROM refunds"
             " WHERE id = $1 AND merchant_id = $2",
             refund_id,
             merchant.id,
@@ -355,6 +356,7 @@ class PaymentService:
             currency=row["currency"],
             status=row["status"],
             reason=row["reason"],
+            metadata=_METADATA_DECODER.decode(row["metadata"]),
             created=row["created"],
         )
         return ENCODER.encode(refund)
@@ -557,6 +559,7 @@ class PaymentService:
                 status=refund_status,
                 provider_reference=result.provider_reference,
                 reason=request.reason,
+                metadata=ENCODER.encode(request.metadata).decode(),
                 created=created,
             )
             return 201, ENCODER.encode(refund), WriteOp(journal=[txn], refunds=[row])
