@@ -31,7 +31,8 @@ from switch.api.errors import (
 )
 from switch.api.health import live, ready
 from switch.api.metrics import metrics as metrics_endpoint
-from switch.api.payments import PaymentController
+from switch.api.openapi import components_for
+from switch.api.payments import DOCUMENTED_SCHEMAS, PaymentController
 from switch.api.webhooks import receive_webhook
 from switch.config import Settings, load_settings
 from switch.embedded import embedded_database_url
@@ -133,7 +134,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await store.close()
             await pool.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[PaymentController, receive_webhook, metrics_endpoint, live, ready],
         lifespan=[lifespan],
         exception_handlers={
@@ -151,6 +152,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         debug=False,
     )
+    # Litestar generates components only for the types it sees in signatures; add the body Structs
+    # the payment handlers decode themselves.
+    document = app.openapi_schema
+    if document.components.schemas is None:
+        document.components.schemas = {}
+    document.components.schemas.update(components_for(*DOCUMENTED_SCHEMAS).schemas or {})
+    return app
 
 
 def create_app_from_env() -> Litestar:

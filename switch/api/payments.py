@@ -10,6 +10,7 @@ from litestar.params import Parameter
 
 from switch.api.auth import authenticate
 from switch.api.errors import ApiError, from_decode_error
+from switch.api.openapi import operation_with_body
 from switch.payments.idempotency import IdempotencyRequest
 from switch.payments.model import CaptureCreate, Payment, PaymentCreate, Refund, RefundCreate, VoidCreate
 from switch.payments.service import PaymentService
@@ -65,7 +66,9 @@ class PaymentController(Controller):
     path = "/v1"
     tags = ["payments"]
 
-    @post("/payments", status_code=201, summary="Authorize a payment", responses=None)
+    @post(
+        "/payments", status_code=201, summary="Authorize a payment", operation_class=operation_with_body(PaymentCreate)
+    )
     async def create_payment(self, request: Request) -> Response[bytes]:
         """Authorize a payment; ``capture: automatic`` (default) also captures it.
 
@@ -96,7 +99,12 @@ class PaymentController(Controller):
         service: PaymentService = request.app.state.payments
         return _json(await service.list_payments(merchant, limit, starting_after))
 
-    @post("/payments/{payment_id:str}/capture", status_code=200, summary="Capture a payment")
+    @post(
+        "/payments/{payment_id:str}/capture",
+        status_code=200,
+        summary="Capture a payment",
+        operation_class=operation_with_body(CaptureCreate),
+    )
     async def capture_payment(self, request: Request, payment_id: _ID) -> Response[bytes]:
         """Capture all (no ``amount``) or part of an authorization; ``final: true`` releases the rest."""
         merchant = await authenticate(request)
@@ -106,7 +114,12 @@ class PaymentController(Controller):
         idem = _idempotency(request, merchant.id, body)
         return _respond(await service.capture(merchant, payment_id, payload, idem))
 
-    @post("/payments/{payment_id:str}/void", status_code=200, summary="Void an authorization")
+    @post(
+        "/payments/{payment_id:str}/void",
+        status_code=200,
+        summary="Void an authorization",
+        operation_class=operation_with_body(VoidCreate),
+    )
     async def void_payment(self, request: Request, payment_id: _ID) -> Response[bytes]:
         """Release an uncaptured authorization."""
         merchant = await authenticate(request)
@@ -115,7 +128,12 @@ class PaymentController(Controller):
         service: PaymentService = request.app.state.payments
         return _respond(await service.void(merchant, payment_id, payload, _idempotency(request, merchant.id, body)))
 
-    @post("/payments/{payment_id:str}/refunds", status_code=201, summary="Refund a payment")
+    @post(
+        "/payments/{payment_id:str}/refunds",
+        status_code=201,
+        summary="Refund a payment",
+        operation_class=operation_with_body(RefundCreate),
+    )
     async def refund_payment(self, request: Request, payment_id: _ID) -> Response[bytes]:
         """Refund part or all of the captured amount; answers the refund."""
         merchant = await authenticate(request)

@@ -28,3 +28,17 @@ async def test_openapi_document_lists_the_payment_endpoints(client):
         "/v1/refunds/{refund_id}",
     ):
         assert path in paths, path  # fmt: skip
+
+
+async def test_openapi_document_describes_request_bodies(client):
+    document = (await client.get("/schema/openapi.json")).json()
+    create = document["paths"]["/v1/payments"]["post"]
+    ref = create["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert ref == "#/components/schemas/PaymentCreate"
+    schemas = document["components"]["schemas"]
+    payment_create = schemas["PaymentCreate"]
+    assert set(payment_create["required"]) == {"amount", "currency", "payment_method"}
+    assert payment_create["properties"]["amount"]["maximum"] == 10**15
+    assert "Payment" in schemas and "Refund" in schemas
+    capture = document["paths"]["/v1/payments/{payment_id}/capture"]["post"]
+    assert capture["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/CaptureCreate")
