@@ -229,6 +229,8 @@ class WebhookEvent(msgspec.Struct, kw_only=True):
     currency: str | None = None
     code: str | None = None
     raw_status: str | None = None
+    # True when the provider takes back money it had settled (a SEPA return, a chargeback).
+    reversal: bool = False
 
 
 class ProviderAdapter(abc.ABC):

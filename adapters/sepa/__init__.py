@@ -323,6 +323,7 @@ class SepaAdapter(ProviderAdapter):
                 currency=item.currency,
                 code=item.reason_code,
                 raw_status=item.status,
+                reversal=item.status == "RTND",
             )
         ]
 

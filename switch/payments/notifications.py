@@ -16,11 +16,14 @@ import msgspec
 
 from adapters.base import FlowNotSupported, Outcome, ProviderAdapter, ProviderResult, WebhookEvent, WebhookRejected
 from switch.errors import PaymentError
-from switch.ledger.writer import EventClaim, GroupCommitWriter, PaymentUpdate, WriteOp
+from switch.ids import new_id
+from switch.ledger import postings
+from switch.ledger.writer import EventClaim, GroupCommitWriter, PaymentUpdate, RefundInsert, WriteOp
 from switch.metrics import Metrics
 from switch.payments.locks import KeyedLocks
 from switch.payments.model import ENCODER, PAYMENT_DECODER, AttemptOut
 from switch.payments.outcome import apply_outcome
+from switch.payments.state import PaymentState, derive_status
 
 logger = logging.getLogger(__name__)
 
@@ -119,11 +122,16 @@ class NotificationService:
         claim = msgspec.structs.replace(claim, payment_id=payment_id)
         async with self._locks.hold(payment_id):
             row = await self._pool.fetchrow(
-                "SELECT body::text AS body, version, merchant_id, status FROM payments WHERE id = $1", payment_id
+                "SELECT body::text AS body, version, merchant_id, status, provider, amount_captured, amount_refunded"
+                " FROM payments WHERE id = $1",
+                payment_id,
             )
             op = WriteOp(event=claim)
-            changed = row["status"] in _OPEN and event.outcome in _SETTLING
-            if changed:
+            reversal = event.reversal and row["amount_captured"] > row["amount_refunded"]
+            changed = reversal or (row["status"] in _OPEN and event.outcome in _SETTLING)
+            if reversal:
+                self._reverse(op, row, event)
+            elif changed:
                 payment = PAYMENT_DECODER.decode(row["body"])
                 result = ProviderResult(
                     outcome=event.outcome,
@@ -149,3 +157,55 @@ class NotificationService:
         if not written.fresh_event:
             return "duplicate"
         return "applied" if changed else "no_change"
+
+    @staticmethod
+    def _reverse(op: WriteOp, row: asyncpg.Record, event: WebhookEvent) -> None:
+        """Book a provider's reversal of settled money as a refund the bank initiated."""
+        payment = PAYMENT_DECODER.decode(row["body"])
+        amount = row["amount_captured"] - row["amount_refunded"]
+        refund_id = new_id("re")
+        created = int(time.time())
+        reason = f"provider_reversal:{event.code}" if event.code else "provider_reversal"
+        op.refunds.append(
+            RefundInsert(
+                id=refund_id,
+                payment_id=payment.id,
+                merchant_id=row["merchant_id"],
+                amount=amount,
+                currency=payment.currency,
+                status="succeeded",
+                provider_reference=event.provider_reference,
+                reason=reason[:255],
+                metadata="{}",
+                created=created,
+            )
+        )
+        op.journal.append(
+            postings.refund(
+                merchant_id=row["merchant_id"],
+                payment_id=payment.id,
+                refund_id=refund_id,
+                provider=row["provider"],
+                currency=payment.currency,
+                amount=amount,
+                created=created,
+            )
+        )
+        state = PaymentState(
+            status=row["status"],
+            amount=payment.amount,
+            amount_captured=row["amount_captured"],
+            amount_refunded=row["amount_captured"],
+            capture_closed=True,
+        )
+        payment.amount_refunded = state.amount_refunded
+        payment.status = derive_status(state)
+        op.payment_update = PaymentUpdate(
+            id=payment.id,
+            expected_version=row["version"],
+            status=payment.status,
+            amount_captured=payment.amount_captured,
+            amount_refunded=payment.amount_refunded,
+            capture_closed=True,
+            body=ENCODER.encode(payment).decode(),
+        )

@@ -371,3 +371,30 @@ async def test_an_invalid_iban_is_refused_before_any_provider_call(routed, route
     assert response.status_code == 400
     error = response.json()["error"]
     assert (error["code"], error["param"]) == ("invalid_iban", "payment_method.sepa_debit.iban")
+
+
+async def test_a_sepa_return_after_settlement_is_booked_as_a_bank_refund(routed, routed_app, admin, hooks):
+    body = {
+        "currency": "EUR",
+        "amount": 80_000,
+        "payment_method": {
+            "type": "sepa_debit",
+            "sepa_debit": {
+                "iban": "NL91ABNA0417164300",
+                "holder_name": "Ada Lovelace",
+                "mandate_id": "MNDT-2024-002",
+                "mandate_date": "2024-02-01",
+            },
+        },
+    }
+    payment, _, settled = await _complete_by_webhook(routed, routed_app, admin, hooks, "sepa", body)
+    assert settled["status"] == "captured"
+    await admin.complete("sepa", payment["provider_reference"], status="returned", code="MD06", r_type="refund")
+    returned = await _deliver(routed, hooks, "sepa", count=2)
+    assert returned.json()["applied"] == 1
+    pool = routed_app.state.pool
+    row = await pool.fetchrow("SELECT status, amount_refunded FROM payments WHERE id = $1", payment["id"])
+    assert (row["status"], row["amount_refunded"]) == ("refunded", 80_000)
+    reason = await pool.fetchval("SELECT reason FROM refunds WHERE payment_id = $1", payment["id"])
+    assert reason == "provider_reversal:MD06"
+    assert (await verify_ledger(pool)).ok
