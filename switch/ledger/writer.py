@@ -207,7 +207,7 @@ WITH payments_in AS (
 ), attempts_in AS (
     INSERT INTO payment_attempts (id, payment_id, merchant_id, provider, amount, currency, status,
                                   request, idempotency_key, created)
-    SELECT id, pid, m, p, a, c, 'intent', r::jsonb, k, cr
+    SELECT id, pid, m, p, a, c, 'intent', r::json, k, cr
     FROM unnest($15::text[], $16::text[], $17::text[], $18::text[], $19::bigint[], $20::text[], $21::text[],
                 $22::text[], $23::bigint[]) AS u(id, pid, m, p, a, c, r, k, cr)
 ), attempts_done AS (
