@@ -8,6 +8,7 @@ session creates its own database on the server and drops it at the end, so runs 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import tempfile
@@ -43,10 +44,10 @@ def server_url() -> Iterator[str]:
         yield embedded_database_url(data_dir)
 
 
-@pytest.fixture(scope="session")
-def database_url(server_url: str) -> Iterator[str]:
-    """DSN of a fresh, empty database for this test session."""
-    name = "switch_test_" + secrets.token_hex(6)
+@contextlib.contextmanager
+def temporary_database(server_url: str, prefix: str) -> Iterator[str]:
+    """Create an empty database on the server, yield its DSN, drop it afterwards."""
+    name = prefix + secrets.token_hex(6)
 
     async def run(sql: str) -> None:
         connection = await asyncpg.connect(server_url)
@@ -56,8 +57,17 @@ def database_url(server_url: str) -> Iterator[str]:
             await connection.close()
 
     asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    yield _with_database(server_url, name)
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    try:
+        yield _with_database(server_url, name)
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> Iterator[str]:
+    """DSN of a fresh, empty database for this test session."""
+    with temporary_database(server_url, "switch_test_") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

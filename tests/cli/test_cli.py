@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import socket
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
-from tests.conftest import _with_database
+from tests.conftest import temporary_database
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
 
@@ -29,18 +28,8 @@ def run_switch(*args: str, env: dict[str, str] | None = None, timeout: float = 6
 
 @pytest.fixture
 def fresh_database(server_url: str) -> Iterator[str]:
-    name = "switch_cli_" + secrets.token_hex(5)
-
-    async def run(sql: str) -> None:
-        connection = await asyncpg.connect(server_url)
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    yield _with_database(server_url, name)
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with temporary_database(server_url, "switch_cli_") as url:
+        yield url
 
 
 def _fetch(url: str, sql: str, *args: object) -> list:
