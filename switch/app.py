@@ -45,6 +45,7 @@ from switch.payments.idempotency import IdempotencyGuard
 from switch.payments.locks import KeyedLocks
 from switch.payments.notifications import NotificationService
 from switch.payments.recovery import AttemptRecovery, stop_task
+from switch.payments.retention import purge_forever
 from switch.payments.service import PaymentService
 from switch.providers import build_adapters, load_accounts
 from switch.stores.base import Store
@@ -100,7 +101,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         writer.on_batch = metrics.record_batch
         writer.on_failure = metrics.ledger_batches_failed.inc
         await writer.start()
-        store: Store = RedisStore(settings.redis_url) if settings.redis_url else MemoryStore()
+        store: Store = RedisStore(settings.redis_url) if settings.redis_url else MemoryStore(max_keys=200_000)
         locks = KeyedLocks()
         app.state.settings = settings
         app.state.metrics = metrics
@@ -124,9 +125,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         )
         app.state.recovery = AttemptRecovery(pool=pool, writer=writer, adapters=adapters, idempotency=idempotency)
         recovery_task = asyncio.create_task(app.state.recovery.run_forever(), name="attempt-recovery")
+        retention_task = asyncio.create_task(
+            purge_forever(pool, settings.idempotency_ttl_s), name="idempotency-retention"
+        )
         try:
             yield
         finally:
+            await stop_task(retention_task)
             await stop_task(recovery_task)
             await writer.stop()
             for adapter in adapters.values():

@@ -124,3 +124,28 @@ async def test_an_overlong_key_is_rejected(client, merchant):
     response = await create(client, merchant, idempotency_key="k" * 256)
     assert response.status_code == 400
     assert error_of(response)["code"] == "idempotency_key_invalid"
+
+
+async def test_expired_keys_are_purged_and_may_be_used_again(client, merchant, app, db):
+    import time
+
+    from switch.payments.retention import purge_expired_keys
+
+    key = _key()
+    first = await create(client, merchant, idempotency_key=key, amount=1000)
+    removed = await purge_expired_keys(db, ttl_s=60, now=time.time() + 3600)
+    assert removed >= 1
+    assert await db.fetchval("SELECT count(*) FROM idempotency_keys WHERE key = $1", key) == 0
+    await app.state.store.delete(f"idem:{merchant.id}:{key}")
+    again = await create(client, merchant, idempotency_key=key, amount=2000)
+    assert again.status_code == 201
+    assert again.json()["id"] != first.json()["id"]
+
+
+async def test_keys_within_retention_are_kept(client, merchant, db):
+    from switch.payments.retention import purge_expired_keys
+
+    key = _key()
+    await create(client, merchant, idempotency_key=key)
+    await purge_expired_keys(db, ttl_s=86_400)
+    assert await db.fetchval("SELECT count(*) FROM idempotency_keys WHERE key = $1", key) == 1
