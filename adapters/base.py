@@ -245,6 +245,9 @@ class ProviderAdapter(abc.ABC):
     flows: frozenset[Flow] = frozenset()
     # The exact body a provider requires in answer to a notification (None: any 2xx will do).
     webhook_ack: str | None = None
+    # True when a notification's credential does not cover its status (a static token, a signature
+    # over other fields): the switch confirms the status with ``sync`` before acting on it.
+    webhook_confirm_by_sync: bool = False
 
     def __init__(self, credentials: Credentials | None = None) -> None:
         """Create the adapter.

@@ -46,6 +46,8 @@ def signature_key(order_id: str, status_code: str, gross_amount: str, server_key
 class MidtransAdapter(ProviderAdapter):
     """GoPay via Midtrans: ``requires_action`` with a deeplink, completed by notification."""
 
+    webhook_confirm_by_sync = True
+
     name = "midtrans"
     flows = frozenset({Flow.AUTHORIZE, Flow.VOID, Flow.REFUND, Flow.SYNC, Flow.WEBHOOK})
     method_types = frozenset({"wallet", "gopay"})

@@ -61,6 +61,8 @@ class XenditAdapter(ProviderAdapter):
     currency, ``PH_GRABPAY`` for PHP).
     """
 
+    webhook_confirm_by_sync = True
+
     name = "xendit"
     flows = frozenset({Flow.AUTHORIZE, Flow.REFUND, Flow.SYNC, Flow.WEBHOOK})
     method_types = frozenset({"wallet", "grabpay"})

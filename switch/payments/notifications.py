@@ -14,7 +14,15 @@ from collections.abc import Mapping
 import asyncpg
 import msgspec
 
-from adapters.base import FlowNotSupported, Outcome, ProviderAdapter, ProviderResult, WebhookEvent, WebhookRejected
+from adapters.base import (
+    FlowNotSupported,
+    Outcome,
+    ProviderAdapter,
+    ProviderResult,
+    SyncRequest,
+    WebhookEvent,
+    WebhookRejected,
+)
 from switch.errors import PaymentError
 from switch.ids import new_id
 from switch.ledger import postings
@@ -128,6 +136,9 @@ class NotificationService:
             )
             op = WriteOp(event=claim)
             reversal = event.reversal and row["amount_captured"] > row["amount_refunded"]
+            settles = row["status"] in _OPEN and event.outcome in _SETTLING
+            if settles and self._adapters[account].webhook_confirm_by_sync:
+                event = await self._confirm(account, payment_id, event)
             changed = reversal or (row["status"] in _OPEN and event.outcome in _SETTLING)
             if reversal:
                 self._reverse(op, row, event)
@@ -157,6 +168,28 @@ class NotificationService:
         if not written.fresh_event:
             return "duplicate"
         return "applied" if changed else "no_change"
+
+    async def _confirm(self, account: str, payment_id: str, event: WebhookEvent) -> WebhookEvent:
+        """Replace the notification's claimed outcome by the provider's own status.
+
+        Raises:
+            PaymentError: 503 when the provider cannot confirm now; the provider retries the
+                notification later, and it has not been recorded, so the retry applies.
+        """
+        adapter = self._adapters[account]
+        try:
+            status = await adapter.sync(
+                SyncRequest(payment_id=payment_id, provider_reference=event.provider_reference, attempt_id="")
+            )
+        except Exception as exc:  # an unreachable provider confirms nothing
+            logger.warning("could not confirm a %s notification: %s", account, type(exc).__name__)
+            status = None
+        if status is None or status.outcome not in _SETTLING:
+            self._metrics.webhooks.labels(account, "unconfirmed").inc()
+            raise PaymentError(
+                "unavailable", "notification_unconfirmed", "the provider did not confirm this notification yet"
+            )
+        return msgspec.structs.replace(event, outcome=status.outcome, code=status.code, raw_status=status.raw_status)
 
     @staticmethod
     def _reverse(op: WriteOp, row: asyncpg.Record, event: WebhookEvent) -> None:

@@ -398,3 +398,29 @@ async def test_a_sepa_return_after_settlement_is_booked_as_a_bank_refund(routed,
     reason = await pool.fetchval("SELECT reason FROM refunds WHERE payment_id = $1", payment["id"])
     assert reason == "provider_reversal:MD06"
     assert (await verify_ledger(pool)).ok
+
+
+async def test_a_token_authenticated_callback_is_confirmed_with_the_provider_first(routed, routed_app, admin, hooks):
+    # Xendit authenticates callbacks with a static token that does not cover the body, so a
+    # callback claiming success for a charge that is still pending must not settle it.
+    await admin.knobs("xendit", auto_complete=False, webhook={"url": hooks.url("xendit")})
+    merchant = await _merchant(routed_app, "xendit")
+    body = {
+        "currency": "PHP",
+        "amount": 50_000,
+        "payment_method": {"type": "wallet", "wallet": {"type": "grabpay", "return_url": "https://shop.example/r"}},
+    }
+    paid = (await routed.post("/v1/payments", json=body, headers=merchant.headers)).json()
+    unpaid = (await routed.post("/v1/payments", json=body, headers=merchant.headers)).json()
+    await admin.complete("xendit", paid["provider_reference"], status="succeeded")
+    headers, raw, _ = (await hooks.wait_for("xendit"))[-1]
+    forged = raw.replace(paid["provider_reference"].encode(), unpaid["provider_reference"].encode())
+    forged = forged.replace(paid["id"].encode(), unpaid["id"].encode())
+    forward = {k: v for k, v in headers.items() if k.lower() not in ("host", "content-length")}
+    refused = await routed.post("/webhooks/xendit", content=forged, headers=forward)
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "notification_unconfirmed"
+    still = (await routed.get(f"/v1/payments/{unpaid['id']}", headers=merchant.headers)).json()
+    assert still["status"] == "requires_action"
+    genuine = await routed.post("/webhooks/xendit", content=raw, headers=forward)
+    assert genuine.json()["applied"] == 1
