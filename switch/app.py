@@ -34,7 +34,7 @@ from switch.api.metrics import metrics as metrics_endpoint
 from switch.api.openapi import components_for
 from switch.api.payments import DOCUMENTED_SCHEMAS, PaymentController
 from switch.api.webhooks import receive_webhook
-from switch.config import Settings, load_settings
+from switch.config import Settings, check_serving, load_settings
 from switch.embedded import embedded_database_url
 from switch.errors import PaymentError
 from switch.ledger.migrate import migrate
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         settings: Configuration; read from the environment when None.
     """
     settings = settings or load_settings()
+    check_serving(settings)
     adapters = build_provider_adapters(settings)
     metrics = Metrics()
 

@@ -16,7 +16,7 @@ from typing import NoReturn
 
 import asyncpg
 
-from switch.config import ConfigError, Settings, load_settings
+from switch.config import ConfigError, Settings, check_serving, load_settings
 from switch.embedded import EmbeddedDatabaseError, embedded_database_url
 from switch.ledger.migrate import migrate
 from switch.ledger.verify import verify_ledger
@@ -167,6 +167,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = load_settings(host=args.host, port=args.port, workers=args.workers)
+    check_serving(settings)
     if settings.providers_file:
         load_accounts(settings.providers_file)  # fail here, in one line, not in every worker
     zero_config = not settings.database_url

@@ -101,10 +101,17 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
             if not low <= value <= high:
                 raise ConfigError(f"--{name.replace('_', '-')} must be between {low} and {high}")
         values[name] = value
-    settings = Settings(**values)  # type: ignore[arg-type]
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def check_serving(settings: Settings) -> None:
+    """Refuse settings that cannot serve correctly.
+
+    Raises:
+        ConfigError: With more than one worker but no shared Redis (idempotency would break).
+    """
     if settings.workers > 1 and not settings.redis_url:
         raise ConfigError("more than one worker needs SWITCH_REDIS_URL: idempotency locks and counters must be shared")
-    return settings
 
 
 def _parse_int(name: str, raw: str, low: int, high: int) -> int:

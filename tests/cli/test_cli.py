@@ -109,7 +109,6 @@ def test_ledger_verify_fails_with_a_readable_report_on_an_unbalanced_transaction
     [
         ({"SWITCH_PORT": "eighty"}, "SWITCH_PORT must be an integer"),
         ({"SWITCH_WORKERS": "0"}, "SWITCH_WORKERS must be between"),
-        ({"SWITCH_WORKERS": "4"}, "SWITCH_REDIS_URL"),
         ({"SWITCH_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nothing"}, "cannot connect to PostgreSQL"),
     ],
 )
@@ -118,6 +117,22 @@ def test_configuration_and_connection_errors_are_one_line(env, message):
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_serving_several_workers_without_redis_is_refused_in_one_line():
+    result = run_switch("serve", "--workers", "4")
+    assert result.returncode == 2
+    assert "SWITCH_REDIS_URL" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_broken_providers_file_is_one_line_error(tmp_path):
+    broken = tmp_path / "providers.toml"
+    broken.write_text('[accounts.stripe]\nprovider = "stripe"\napi_key = "env:NOT_SET_ANYWHERE"\n')
+    result = run_switch("serve", env={"SWITCH_PROVIDERS_FILE": str(broken)})
+    assert result.returncode == 2
+    assert "NOT_SET_ANYWHERE" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 

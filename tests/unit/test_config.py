@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from switch.config import ConfigError, load_settings
+from switch.config import ConfigError, check_serving, load_settings
 
 
 def test_zero_config_defaults():
@@ -23,12 +23,17 @@ def test_environment_overrides_and_flags_win():
     [
         ({"SWITCH_PORT": "x"}, "SWITCH_PORT must be an integer"),
         ({"SWITCH_PORT": "70000"}, "between 1 and 65535"),
-        ({"SWITCH_WORKERS": "2"}, "SWITCH_REDIS_URL"),
     ],
 )
 def test_bad_values_name_the_variable(env, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(env)
+
+
+def test_several_workers_cannot_serve_without_redis():
+    with pytest.raises(ConfigError, match="SWITCH_REDIS_URL"):
+        check_serving(load_settings({"SWITCH_WORKERS": "2"}))
+    check_serving(load_settings({"SWITCH_WORKERS": "2", "SWITCH_REDIS_URL": "redis://127.0.0.1:6379/0"}))
 
 
 def test_repr_hides_the_database_url():
