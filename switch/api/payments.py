@@ -48,7 +48,7 @@ def _idempotency(request: Request, merchant_id: str, body: bytes) -> Idempotency
             "Idempotency-Key must be 1 to 255 printable characters",
             None,
         )
-    return IdempotencyRequest.build(merchant_id, key, f"{request.method} {request.url.path}", body)
+    return IdempotencyRequest.build(merchant_id, key, f"{request.method} {request.scope['path']}", body)
 
 
 def _respond(result: ServiceResponse) -> Response[bytes]:
