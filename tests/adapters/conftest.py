@@ -19,6 +19,19 @@ VISA = CardData(number="4242424242424242", exp_month=12, exp_year=2030, cvc="123
 ADYEN_HMAC_KEY = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056"
 
 
+def authorize_request(*, amount: int, currency: str, method_type: str, **fields: Any) -> AuthorizeRequest:
+    """A fresh authorization (new payment, attempt and idempotency ids) for an adapter test."""
+    return AuthorizeRequest(
+        payment_id=f"pay_{uuid.uuid4().hex[:8]}",
+        attempt_id=f"att_{uuid.uuid4().hex[:8]}",
+        idempotency_key=uuid.uuid4().hex,
+        amount=amount,
+        currency=currency,
+        method_type=method_type,
+        **fields,
+    )
+
+
 class Admin:
     """Drives the simulator's admin API over HTTP, as an operator or a load test would."""
 

@@ -12,7 +12,7 @@ import pytest
 from adapters.base import AuthorizeRequest, Credentials, Outcome, RefundRequest, SyncRequest, WebhookRejected
 from adapters.lianlian import LianLianAdapter
 from adapters.lianlian import transformers as t
-from tests.adapters.conftest import Admin, Receiver
+from tests.adapters.conftest import Admin, Receiver, authorize_request
 from tests.adapters.extra_cases import LIANLIAN_KEY
 
 
@@ -29,10 +29,7 @@ def _adapter(simulator, key: str = LIANLIAN_KEY) -> LianLianAdapter:
 
 
 def _request(amount: int = 8_800, currency: str = "USD") -> AuthorizeRequest:
-    return AuthorizeRequest(
-        payment_id=f"pay_{uuid.uuid4().hex[:8]}",
-        attempt_id=f"att_{uuid.uuid4().hex[:8]}",
-        idempotency_key=uuid.uuid4().hex,
+    return authorize_request(
         amount=amount,
         currency=currency,
         method_type="hosted_checkout",

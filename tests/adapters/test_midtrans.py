@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from adapters.base import AuthorizeRequest, Credentials, Outcome, RefundRequest, SyncRequest, WebhookRejected
 from adapters.midtrans import MidtransAdapter
 from adapters.midtrans import transformers as t
-from tests.adapters.conftest import Admin, Receiver
+from tests.adapters.conftest import Admin, Receiver, authorize_request
 
 SERVER_KEY = "SB-Mid-server-simulator"
 
@@ -21,14 +19,8 @@ def _adapter(simulator, timeout: float = 5.0) -> MidtransAdapter:
 
 
 def _request(amount: int = 5_000_000) -> AuthorizeRequest:
-    return AuthorizeRequest(
-        payment_id=f"pay_{uuid.uuid4().hex[:8]}",
-        attempt_id=f"att_{uuid.uuid4().hex[:8]}",
-        idempotency_key=uuid.uuid4().hex,
-        amount=amount,
-        currency="IDR",
-        method_type="gopay",
-        return_url="https://shop.example/return",
+    return authorize_request(
+        amount=amount, currency="IDR", method_type="gopay", return_url="https://shop.example/return"
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 from adapters.base import AuthorizeRequest, Credentials, Outcome, RefundRequest, SyncRequest, WebhookRejected
 from adapters.pingpong import ACK_BODY, PingPongAdapter
 from adapters.pingpong import transformers as t
-from tests.adapters.conftest import Admin, Receiver
+from tests.adapters.conftest import Admin, Receiver, authorize_request
 from tests.adapters.extra_cases import PINGPONG_ACC_ID, PINGPONG_SALT
 
 
@@ -23,10 +23,7 @@ def _adapter(simulator, salt: str = PINGPONG_SALT) -> PingPongAdapter:
 
 
 def _request(amount: int = 2_599, currency: str = "USD") -> AuthorizeRequest:
-    return AuthorizeRequest(
-        payment_id=f"pay_{uuid.uuid4().hex[:8]}",
-        attempt_id=f"att_{uuid.uuid4().hex[:8]}",
-        idempotency_key=uuid.uuid4().hex,
+    return authorize_request(
         amount=amount,
         currency=currency,
         method_type="hosted_checkout",

@@ -15,7 +15,7 @@ from stdnum import iban
 from adapters.base import AuthorizeRequest, Credentials, Outcome, RefundRequest, SyncRequest, WebhookRejected
 from adapters.sepa import PayoutRequest, SepaAdapter, sign_notification
 from adapters.sepa import transformers as t
-from tests.adapters.conftest import Admin, Receiver
+from tests.adapters.conftest import Admin, Receiver, authorize_request
 from tests.adapters.extra_cases import SEPA_DEBTOR, SEPA_EXTRA, SEPA_HMAC_KEY
 
 CREDITOR = t.Creditor(name="Switch Merchant GmbH", iban="DE89370400440532013000", creditor_id="DE98ZZZ09999999999")
@@ -34,10 +34,7 @@ def _adapter(simulator) -> SepaAdapter:
 
 
 def _request(amount: int = 4_990, **details: str) -> AuthorizeRequest:
-    return AuthorizeRequest(
-        payment_id=f"pay_{uuid.uuid4().hex[:8]}",
-        attempt_id=f"att_{uuid.uuid4().hex[:8]}",
-        idempotency_key=uuid.uuid4().hex,
+    return authorize_request(
         amount=amount,
         currency="EUR",
         method_type="sepa_debit",

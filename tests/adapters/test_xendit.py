@@ -10,7 +10,7 @@ import pytest
 from adapters.base import AuthorizeRequest, Credentials, Outcome, RefundRequest, SyncRequest, WebhookRejected
 from adapters.xendit import XenditAdapter
 from adapters.xendit import transformers as t
-from tests.adapters.conftest import Admin, Receiver
+from tests.adapters.conftest import Admin, Receiver, authorize_request
 from tests.adapters.extra_cases import XENDIT_CALLBACK_TOKEN, XENDIT_SECRET_KEY
 
 
@@ -22,14 +22,8 @@ def _adapter(simulator, token: str = XENDIT_CALLBACK_TOKEN) -> XenditAdapter:
 
 
 def _request(amount: int = 49_900, currency: str = "PHP") -> AuthorizeRequest:
-    return AuthorizeRequest(
-        payment_id=f"pay_{uuid.uuid4().hex[:8]}",
-        attempt_id=f"att_{uuid.uuid4().hex[:8]}",
-        idempotency_key=uuid.uuid4().hex,
-        amount=amount,
-        currency=currency,
-        method_type="grabpay",
-        return_url="https://shop.example/return",
+    return authorize_request(
+        amount=amount, currency=currency, method_type="grabpay", return_url="https://shop.example/return"
     )
 
 
