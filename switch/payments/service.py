@@ -117,17 +117,21 @@ class PaymentService:
         Raises:
             PaymentError: For invalid input, idempotency conflicts, or a ledger failure.
         """
-        if idem is not None:
-            replay = await self._idempotency.begin(idem)
-            if replay is not None:
-                return _replayed(replay)
+        return await self._idempotent(idem, lambda: self._authorize(merchant, request, idem))
+
+    async def _idempotent(self, idem: IdempotencyRequest | None, run: Callable[[], Awaitable[Response]]) -> Response:
+        """Run ``run`` under the request's Idempotency-Key: replay, refuse, or run and remember."""
+        if idem is None:
+            return await run()
+        replay = await self._idempotency.begin(idem)
+        if replay is not None:
+            return _replayed(replay)
         try:
-            response = await self._authorize(merchant, request, idem)
+            response = await run()
         except BaseException:
-            if idem is not None:
-                await self._idempotency.abandon(idem)
+            await self._idempotency.abandon(idem)
             raise
-        if idem is not None and not response.replayed:
+        if not response.replayed:
             await self._idempotency.complete(idem, response.status_code, response.body)
         return response
 
@@ -386,11 +390,7 @@ class PaymentService:
     async def _mutate(
         self, merchant: Merchant, payment_id: str, idem: IdempotencyRequest | None, action: _Mutation
     ) -> Response:
-        if idem is not None:
-            replay = await self._idempotency.begin(idem)
-            if replay is not None:
-                return _replayed(replay)
-        try:
+        async def run() -> Response:
             async with self._locks.hold(payment_id):
                 payment, state, version, provider = await self._load(merchant, payment_id)
                 status_code, body, op = await action(payment, state, self._adapters.get(provider), provider)
@@ -410,13 +410,9 @@ class PaymentService:
                 if not written.reserved:
                     assert idem is not None
                     return _replayed(await self._idempotency.durable_replay(idem))
-        except BaseException:
-            if idem is not None:
-                await self._idempotency.abandon(idem)
-            raise
-        if idem is not None:
-            await self._idempotency.complete(idem, status_code, body)
-        return Response(status_code, body)
+            return Response(status_code, body)
+
+        return await self._idempotent(idem, run)
 
     async def capture(
         self, merchant: Merchant, payment_id: str, request: CaptureCreate, idem: IdempotencyRequest | None
