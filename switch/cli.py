@@ -10,6 +10,7 @@ import asyncio
 import datetime
 import os
 import pathlib
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import NoReturn
@@ -193,6 +194,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                 '"exp_month": 12, "exp_year": 2030, "cvc": "123"}}}\''
             )
     sys.stdout.flush()
+    # uvicorn re-raises SIGTERM after its graceful shutdown; exiting through SystemExit instead
+    # runs the atexit hooks, so the embedded PostgreSQL this process started is stopped too.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     uvicorn.run(
         "switch.app:create_app_from_env",
         factory=True,
@@ -223,6 +227,10 @@ def cmd_simulator(_: Settings, args: argparse.Namespace) -> int:
     sys.stdout.flush()
     run(args.host, args.port, args.config)
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 async def _noop() -> int:

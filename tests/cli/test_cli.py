@@ -203,6 +203,14 @@ def test_zero_config_serve_starts_embedded_postgres_and_a_demo_merchant(tmp_path
     finally:
         server.terminate()
         server.wait(timeout=30)
+    assert server.returncode == 0
+    # The embedded PostgreSQL that serve started stops with it.
+    postmaster = data_dir / "pg" / "postmaster.pid"
+    for _ in range(100):
+        if not postmaster.exists():
+            break
+        time.sleep(0.1)
+    assert not postmaster.exists(), "the embedded PostgreSQL kept running after switch serve exited"
 
 
 def test_simulator_command_serves_the_admin_endpoint():
