@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import msgspec
 from aiohttp import ClientSession, ClientTimeout, web
 
+from adapters.simulator.books import Books
 from adapters.simulator.knobs import Burst, ProviderKnobs, SimulatorConfig, load_config, merge_knobs
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -59,6 +60,8 @@ class Simulator:
         self.rng = random.Random(config.seed)
         self.providers: dict[str, ProviderSim] = {}
         self.stats: dict[str, Counter[str]] = defaultdict(Counter)
+        # What each provider performed, whatever it then answered (see books.py).
+        self.books = Books()
         self.idempotency: dict[tuple[str, str], tuple[bytes, int, bytes, str]] = {}
         # Signature headers of stored answers: a provider that signs its answers signs replays too.
         self.replay_headers: dict[tuple[str, str], dict[str, str]] = {}
@@ -153,6 +156,7 @@ class Simulator:
         for sim in self.providers.values():
             sim.reset()
         self.idempotency.clear()
+        self.books.clear()
         self.replay_headers.clear()
         self.stats.clear()
         self.deliveries.clear()
@@ -316,6 +320,9 @@ def _admin_routes(sim: Simulator) -> list[web.RouteDef]:
             }
         )
 
+    async def books(_: web.Request) -> web.Response:
+        return web.json_response({"movements": sim.books.to_builtins()})
+
     async def reset(_: web.Request) -> web.Response:
         sim.reset()
         return web.json_response({"status": "reset"})
@@ -328,6 +335,7 @@ def _admin_routes(sim: Simulator) -> list[web.RouteDef]:
         web.post("/_sim/providers/{provider}/bursts", add_burst),
         web.post("/_sim/{provider}/payments/{ref}/complete", complete),
         web.get("/_sim/stats", stats),
+        web.get("/_sim/books", books),
         web.post("/_sim/reset", reset),
     ]
 
