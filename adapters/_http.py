@@ -13,8 +13,11 @@ of httpx on this machine; see docs/providers.md for the figures.
 
 Failures come back as exceptions the adapters turn into outcomes:
 
-* :class:`NotSent` - the connection was never made; nothing reached the provider (``technical``).
-* :class:`TimedOut` - the request may have reached the provider; the result is ``unknown``.
+* :class:`NotSent` - provably, no try of this logical request reached the provider (every try
+  failed to connect): ``technical``.
+* :class:`TimedOut` - some try may have reached the provider (an answer came, a connection was
+  lost after writing, the deadline struck mid-call), even if a later retry failed to connect:
+  the result is ``unknown``.
 """
 
 from __future__ import annotations
@@ -38,11 +41,11 @@ class TransportError(Exception):
 
 
 class NotSent(TransportError):
-    """The request never reached the provider (connection refused, DNS, connect timeout)."""
+    """No try of the request reached the provider (connection refused, DNS, connect timeout)."""
 
 
 class TimedOut(TransportError):
-    """The deadline passed after the request may have been sent: the outcome is unknown."""
+    """A try of the request may have reached the provider: the outcome is unknown."""
 
 
 class HttpResponse(msgspec.Struct, frozen=True):
@@ -195,8 +198,8 @@ class HttpTransport:
             The last response received (possibly a 5xx/429 after retries ran out).
 
         Raises:
-            NotSent: When no attempt reached the provider.
-            TimedOut: When the deadline passed with an attempt possibly in flight.
+            NotSent: When provably no try reached the provider.
+            TimedOut: When any try may have reached the provider and no answer is returned.
         """
         body, ctype = _encode_body(json, form, content, content_type)
         hdrs = dict(self.default_headers)
@@ -217,18 +220,25 @@ class HttpTransport:
 
     async def _send_with_retries(self, outgoing: OutgoingRequest, deadline: float, retry_safe: bool) -> HttpResponse:
         attempt = 0
+        # Once any try may have reached the provider, no later failure can prove that nothing
+        # happened: a retry that cannot connect says nothing about the try before it.
         maybe_sent = False
+
+        def failure(message: str) -> TransportError:
+            return (TimedOut if maybe_sent else NotSent)(f"{self.provider}: {message}")
+
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise (TimedOut if maybe_sent else NotSent)(f"{self.provider}: deadline passed")
+                raise failure("deadline passed")
             try:
                 response = await _with_deadline(self._send_once(outgoing, attempt + 1), remaining)
-            except NotSent:
-                # Nothing left the machine, so a retry is safe whatever the method.
+            except NotSent as exc:
+                # This try never left the machine, so a retry is safe whatever the method.
                 if attempt >= self.retry.max_retries:
-                    raise
+                    raise failure(str(exc).removeprefix(f"{self.provider}: ")) from None
             except TimeoutError:
+                # The deadline may have struck after the request was written.
                 maybe_sent = True
                 raise TimedOut(f"{self.provider}: no answer within the deadline") from None
             except TimedOut:
@@ -236,6 +246,9 @@ class HttpTransport:
                 if not retry_safe or attempt >= self.retry.max_retries:
                     raise
             else:
+                # An answer, whatever its status, means this try was delivered and may have been
+                # processed (a 503 from a gateway can hide a processed request).
+                maybe_sent = True
                 if response.status not in RETRYABLE_STATUSES or not retry_safe or attempt >= self.retry.max_retries:
                     return response
                 delay = self.retry.delay(attempt, response.headers.get("retry-after"))
@@ -246,7 +259,7 @@ class HttpTransport:
                 continue
             delay = self.retry.delay(attempt)
             if time.monotonic() + delay >= deadline:
-                raise (TimedOut if maybe_sent else NotSent)(f"{self.provider}: deadline passed")
+                raise failure("deadline passed")
             await asyncio.sleep(delay)
             attempt += 1
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import abc
 import enum
+import hashlib
+import string
+import time
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -21,8 +24,12 @@ class Outcome(enum.StrEnum):
     """How a provider answered, reduced to what the switch acts on.
 
     ``declined_hard`` never cascades, ``declined_soft`` may be retried later on the same card,
-    ``technical`` may cascade to the next provider, ``unknown`` (timeout after the request left)
-    never cascades and is resolved by a status call.
+    ``technical`` may cascade to the next provider, ``unknown`` never cascades and is resolved by
+    a replay with the same key, a retrieve or a search.
+
+    The outcome rule (DESIGN section 3), applied by every adapter through the helpers below:
+    ``technical`` only when it is certain that nothing happened (the request never left, or the
+    provider answered that it processed nothing); everything ambiguous is ``unknown``.
     """
 
     APPROVED = "approved"
@@ -183,11 +190,29 @@ class RefundRequest(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SyncRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """Ask the provider for the current state of a payment (recovery of unknown outcomes)."""
+    """Ask the provider for the current state of one operation (recovery of unknown outcomes).
+
+    Attributes:
+        payment_id: The switch's payment id.
+        provider_reference: The provider's id of the payment, when the provider ever returned it.
+        attempt_id: The switch's attempt id (what adapters search by when no reference is known).
+        operation: Which operation's answer was lost: ``authorize``, ``capture``, ``void`` or
+            ``refund``.
+        operation_id: The switch's capture, void or refund id (None for ``authorize``).
+        amount: The operation's amount in ISO minor units, when it has one.
+        currency: ISO 4217 code of ``amount``.
+        attempted_at: Unix time the operation's intent was written; a search that finds nothing
+            is proof of nothing only once the provider's consistency window has passed since then.
+    """
 
     payment_id: str
     provider_reference: str | None
     attempt_id: str
+    operation: str = "authorize"
+    operation_id: str | None = None
+    amount: int | None = None
+    currency: str | None = None
+    attempted_at: float | None = None
 
 
 class ProviderResult(msgspec.Struct, kw_only=True):
@@ -237,8 +262,9 @@ class ProviderAdapter(abc.ABC):
     """One provider. Subclasses declare ``name`` and ``flows`` and implement the flows they declare.
 
     Every method is a coroutine that returns a :class:`ProviderResult` and does not raise for a
-    provider-side failure: timeouts, 5xx and transport errors become ``technical`` or ``unknown``
-    outcomes so that the caller's cascade policy sees them.
+    provider-side failure: timeouts, 5xx, transport errors and undecodable answers become
+    ``technical`` or ``unknown`` outcomes under the outcome rule, so that the caller's cascade
+    policy sees them.
     """
 
     name: str = ""
@@ -283,7 +309,7 @@ class ProviderAdapter(abc.ABC):
         raise FlowNotSupported(self.name, Flow.REFUND)
 
     async def sync(self, request: SyncRequest) -> ProviderResult:
-        """Read the provider's current state of a payment."""
+        """Read the provider's current state of the operation ``request.operation`` names."""
         raise FlowNotSupported(self.name, Flow.SYNC)
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
@@ -316,32 +342,113 @@ def currency_exponent(currency: str) -> int:
     return int(exponent)
 
 
-def transport_outcome(error: Exception, *, money_may_move: bool = True) -> ProviderResult:
+def transport_outcome(error: Exception) -> ProviderResult:
     """Classify a transport failure raised by :mod:`adapters._http`.
 
-    A request that never left is ``technical`` (safe to cascade). One that may have reached the
-    provider is ``unknown`` when it could have moved money (resolve with ``sync`` first, never
-    cascade), and ``technical`` for a read.
+    ``NotSent`` (no try of the request can have reached the provider) is ``technical``: safe to
+    cascade. Anything else (``TimedOut``, a connection lost after writing) is ``unknown``, for
+    every call including status look-ups: a look-up that failed proves nothing.
 
     Args:
         error: The ``NotSent`` or ``TimedOut`` exception.
-        money_may_move: Whether the call could have authorized, captured or refunded money.
     """
     from adapters._http import NotSent
 
-    if isinstance(error, NotSent) or not money_may_move:
+    if isinstance(error, NotSent):
         return ProviderResult(outcome=Outcome.TECHNICAL, raw_status="not_sent", message=str(error))
     return ProviderResult(outcome=Outcome.UNKNOWN, raw_status="timeout", message=str(error))
 
 
 def http_error_outcome(status: int) -> Outcome:
-    """Classify an HTTP status that carried no usable provider answer.
+    """Classify an HTTP status that carried no answer the adapter could interpret.
 
-    429 and 5xx are ``technical`` (the provider did not process the request). A 4xx the adapter
-    could not interpret is also ``technical``: it is our request or account that is wrong, not
-    the card, so another provider may succeed.
+    429 is ``technical`` (rate limiting refuses before processing). 409 is ``unknown``: a
+    conflict says an object or a request with this key already exists or is still in progress.
+    Any 5xx is ``unknown`` (Stripe documents 500 as indeterminate; 502/503/504 from a gateway or
+    load balancer may hide a processed request). Any other 4xx is ``technical``: our request was
+    refused. Everything else (a 1xx/2xx/3xx reaching here) is ``unknown``.
     """
-    return Outcome.TECHNICAL if status >= 400 else Outcome.UNKNOWN
+    if status == 429:
+        return Outcome.TECHNICAL
+    if status == 409 or status >= 500:
+        return Outcome.UNKNOWN
+    if 400 <= status < 500:
+        return Outcome.TECHNICAL
+    return Outcome.UNKNOWN
+
+
+def undecodable_outcome(status: int, reference: str | None = None) -> ProviderResult:
+    """The result of a 2xx answer that does not decode: the provider may have acted, so ``unknown``."""
+    return ProviderResult(outcome=Outcome.UNKNOWN, provider_reference=reference, raw_status=f"unreadable_{status}")
+
+
+def lookup_failed(status: int, reference: str | None = None, code: str | None = None) -> ProviderResult:
+    """The result of a status look-up the provider refused or failed: ``unknown``, never ``technical``."""
+    return ProviderResult(outcome=Outcome.UNKNOWN, provider_reference=reference, raw_status=f"http_{status}", code=code)
+
+
+def not_found_outcome(request: SyncRequest, consistency_window_s: float, *, now: float | None = None) -> ProviderResult:
+    """Classify a look-up by our own id that found nothing.
+
+    A search can lag behind writes (Stripe's is eventually consistent: normally under a minute,
+    up to an hour during incidents), so "nothing found" proves nothing was done only once the
+    window has passed since the intent was written. Until then, or when that time is not known,
+    the outcome stays ``unknown`` (code ``not_found_yet``); afterwards it is ``technical``
+    (code ``not_found``: the provider never acted on the request).
+
+    Args:
+        request: The sync request; ``attempted_at`` is the Unix time the intent was written.
+        consistency_window_s: How long the provider's look-up may lag behind its writes.
+        now: The current Unix time (defaults to ``time.time()``).
+    """
+    current = time.time() if now is None else now
+    if request.attempted_at is None or current - request.attempted_at < consistency_window_s:
+        return ProviderResult(
+            outcome=Outcome.UNKNOWN,
+            provider_reference=request.provider_reference,
+            raw_status="not_found",
+            code="not_found_yet",
+            message="not visible yet; the provider's look-up may lag",
+        )
+    return ProviderResult(
+        outcome=Outcome.TECHNICAL,
+        provider_reference=request.provider_reference,
+        raw_status="not_found",
+        code="not_found",
+        message="the provider has no record of the request",
+    )
+
+
+# Characters passed through unchanged in a provider idempotency key: safe in an HTTP header and
+# in every provider's documented key format. "~" is kept out: it marks a hashed key, so a raw key
+# can never equal another raw key's hashed form.
+_KEY_SAFE = frozenset(string.ascii_letters + string.digits + "-_.:")
+_KEY_PREFIX = 16
+_KEY_MIN_HASH = 32
+
+
+def provider_key(raw: str, limit: int) -> str:
+    """Fit the switch's idempotency key into a provider's documented length and character set.
+
+    Deterministic (the same raw key always gives the same provider key, so a replay after a
+    restart reaches the provider's stored answer). A raw key that fits and uses only safe
+    characters passes unchanged; any other becomes a readable prefix of its safe characters,
+    ``~`` and its SHA-256 in hex, truncated to ``limit`` (at least 128 bits of the hash are kept).
+
+    Args:
+        raw: The key the switch derived from its intent (``cap_01J...``, ``merchant:key``).
+        limit: The provider's maximum key length.
+
+    Raises:
+        ValueError: When ``limit`` is too small to hold 128 bits of hash.
+    """
+    if limit < _KEY_MIN_HASH:
+        raise ValueError(f"a provider key limit of {limit} cannot hold a safe hash")
+    if raw and len(raw) <= limit and all(c in _KEY_SAFE for c in raw):
+        return raw
+    digest = hashlib.sha256(raw.encode()).hexdigest()
+    prefix = "".join(c for c in raw if c in _KEY_SAFE)[: min(_KEY_PREFIX, limit - 1 - _KEY_MIN_HASH)]
+    return f"{prefix}~{digest}"[:limit]
 
 
 def minor_to_decimal(amount: int, exponent: int) -> Decimal:

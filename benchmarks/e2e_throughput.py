@@ -2,12 +2,18 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/e2e_throughput.py [--connections 64] [--duration 15] [--threads 2]
+    .venv/bin/python benchmarks/e2e_throughput.py [--mode keyed|unkeyed|both] [--rounds 3] [--duration 8]
 
 Needs ``wrk`` on PATH. Uses ``SWITCH_DATABASE_URL`` when set (the database must be empty or a
 switch database), otherwise an embedded PostgreSQL in a temporary directory. Both servers run
-one uvicorn worker with uvloop and httptools; wrk posts a card authorization (automatic capture,
-sandbox provider, no artificial latency) with a Bearer key and no Idempotency-Key.
+one worker with uvloop; wrk posts a card authorization (automatic capture, sandbox provider, no
+artificial latency, an amount that varies per request) with a Bearer key. In ``keyed`` mode every
+request carries its own ``Idempotency-Key``, as Stripe's client libraries send; ``unkeyed``
+requests carry none. The bare endpoint gets the same requests without a key.
+
+The run fails (exit 1) on any non-2xx response or socket error, when the payments written do
+not account for the 2xx responses wrk counted, or when ``switch ledger verify`` finds a
+violation afterwards.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import asyncio
 import json
 import os
 import re
+import resource
+import secrets
 import shutil
 import socket
 import subprocess
@@ -24,6 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass, field
 
 import asyncpg
 
@@ -32,17 +41,116 @@ sys.path.insert(0, ROOT)
 
 from switch.embedded import embedded_database_url  # noqa: E402
 from switch.ledger.migrate import migrate  # noqa: E402
+from switch.ledger.verify import verify_ledger  # noqa: E402
 from switch.merchants import create_merchant  # noqa: E402
 
-BODY = {
-    "amount": 1250,
-    "currency": "EUR",
-    "payment_method": {
-        "type": "card",
-        "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"},
-    },
-    "customer": {"email": "ada@example.com", "country": "DE"},
-}
+# The amount is filled in per request by the Lua script, so "%d" stands in for it here.
+BODY_TEMPLATE = json.dumps(
+    {
+        "amount": "@AMOUNT@",
+        "currency": "EUR",
+        "payment_method": {
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"},
+        },
+        "customer": {"email": "ada@example.com", "country": "DE"},
+    }
+).replace('"@AMOUNT@"', "%d")
+
+# Each thread gets its own Lua state, so the per-thread prefix is drawn in the main state
+# (``setup``), seeded from Python: threads seeding themselves from os.time() would collide.
+# ``request`` runs per request; ``response`` counts statuses because wrk's summary only counts
+# statuses above 399; ``done`` prints one parseable line.
+LUA = r"""
+local keyed = @KEYED@
+local run = "@RUN@"
+local template = @TEMPLATE@
+local threads = {}
+math.randomseed(@SEED@)
+
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer @KEY@"
+
+function setup(thread)
+  local index = #threads + 1
+  thread:set("prefix", string.format("bench-%s-%d-%08x-", run, index, math.random(0, 0x7fffffff)))
+  table.insert(threads, thread)
+end
+
+function init(args)
+  sent = 0
+  statuses = {}
+end
+
+function request()
+  sent = sent + 1
+  if keyed then
+    wrk.headers["Idempotency-Key"] = prefix .. sent
+  end
+  return wrk.format(nil, nil, nil, string.format(template, 1000 + sent % 9000))
+end
+
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local sent_total, ok, counts = 0, 0, {}
+  for _, thread in ipairs(threads) do
+    sent_total = sent_total + thread:get("sent")
+    for status, count in pairs(thread:get("statuses")) do
+      counts[status] = (counts[status] or 0) + count
+      if status >= 200 and status < 300 then ok = ok + count end
+    end
+  end
+  local listed = {}
+  for status, count in pairs(counts) do table.insert(listed, status .. ":" .. count) end
+  local e = summary.errors
+  io.write(string.format(
+    "wrk-result requests=%d duration_us=%d sent=%d ok=%d connect=%d read=%d write=%d status=%d timeout=%d "
+      .. "p50_us=%d p99_us=%d statuses=%s\n",
+    summary.requests, summary.duration, sent_total, ok, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99), table.concat(listed, ",")))
+end
+"""
+
+
+@dataclass
+class Run:
+    """One measured wrk run and what the switch wrote during it."""
+
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    ok: int
+    in_flight: int
+    errors: dict[str, int]
+    statuses: str
+    payments: int | None = None
+    keys_stored: int | None = None
+    batch_ops: float | None = None
+    batch_ms: float | None = None
+    batches: float | None = None
+    # CPU seconds spent during the measured run: the server process, this database's PostgreSQL
+    # backends, wrk, and every process on the machine (others' jobs included), with the wall time.
+    cpu: dict[str, float] = field(default_factory=dict)
+    busiest: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Target:
+    """An endpoint under test: the bare app or the switch in one mode, on one server."""
+
+    name: str
+    server: str
+    mode: str
+    app: str
+    factory: bool
+    merchant: str = ""
+    key: str = ""
+    runs: list[Run] = field(default_factory=list)
 
 
 def _free_port() -> int:
@@ -64,32 +172,40 @@ def _wait_ready(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def _wrk(url: str, key: str, connections: int, duration: int, threads: int) -> tuple[float, str, str]:
+def _wrk(url: str, key: str, keyed: bool, connections: int, duration: int, threads: int) -> Run:
     lua = (
-        'wrk.method = "POST"\n'
-        f"wrk.body = {json.dumps(json.dumps(BODY))}\n"
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {key}"\n'
-        "done = function(summary, latency, requests)\n"
-        '  io.write(string.format("non2xx=%d\\n", summary.errors.status))\n'
-        '  io.write(string.format("p50=%.2fms p99=%.2fms\\n",\n'
-        "    latency:percentile(50)/1000, latency:percentile(99)/1000))\n"
-        "end\n"
+        LUA.replace("@KEYED@", "true" if keyed else "false")
+        .replace("@RUN@", secrets.token_hex(4))
+        .replace("@SEED@", str(secrets.randbelow(2**31)))
+        .replace("@KEY@", key)
+        .replace("@TEMPLATE@", json.dumps(BODY_TEMPLATE))
     )
     with tempfile.TemporaryDirectory() as scratch:
         script = os.path.join(scratch, "post.lua")
         with open(script, "w") as handle:
             handle.write(lua)
         result = subprocess.run(
-            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "-s", script, "--latency", url],
+            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "-s", script, url],
             capture_output=True,
             text=True,
-            check=True,
+            check=False,
         )
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", result.stdout).group(1))
-    percentiles = re.search(r"p50=\S+ p99=\S+", result.stdout).group(0)
-    errors = re.search(r"non2xx=(\d+)", result.stdout).group(1)
-    return rate, percentiles, errors
+    match = re.search(r"^wrk-result (.*)$", result.stdout, re.MULTILINE)
+    if result.returncode != 0 or match is None:
+        raise RuntimeError(f"wrk failed (exit {result.returncode}): {result.stdout}{result.stderr}")
+    fields = dict(item.split("=", 1) for item in match.group(1).split())
+    numbers = {name: int(value) for name, value in fields.items() if name != "statuses"}
+    return Run(
+        rate=numbers["requests"] / (numbers["duration_us"] / 1e6),
+        p50_ms=numbers["p50_us"] / 1000,
+        p99_ms=numbers["p99_us"] / 1000,
+        requests=numbers["requests"],
+        ok=numbers["ok"],
+        # wrk 4.1 calls request() once on the first thread to probe for pipelining and never sends it.
+        in_flight=numbers["sent"] - 1 - numbers["requests"],
+        errors={name: numbers[name] for name in ("connect", "read", "write", "status", "timeout")},
+        statuses=fields["statuses"],
+    )
 
 
 def _serve(server: str, target: str, factory: bool, port: int, env: dict[str, str]) -> subprocess.Popen:
@@ -108,24 +224,275 @@ def _serve(server: str, target: str, factory: bool, port: int, env: dict[str, st
     return subprocess.Popen(command, env=env, cwd=ROOT)
 
 
-async def _prepare(dsn: str) -> str:
+async def _prepare(dsn: str, targets: list[Target]) -> None:
     connection = await asyncpg.connect(dsn)
     try:
         await migrate(connection)
-        _, key = await create_merchant(connection, f"bench-{time.time_ns()}")
-        return key
+        for target in targets:
+            if target.factory:
+                # One merchant per switch target, so its payments and stored keys can be counted apart.
+                merchant, target.key = await create_merchant(connection, f"bench-{target.mode}-{time.time_ns()}")
+                target.merchant = merchant.id
+            else:
+                target.key = "bare"
     finally:
         await connection.close()
 
 
+async def _written(dsn: str, merchant: str) -> tuple[int, int]:
+    """Payments and idempotency keys stored for ``merchant``, once the count has stopped moving."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        previous: tuple[int, int] | None = None
+        deadline = time.monotonic() + 15
+        while True:
+            # Requests abandoned by wrk when it stops are still completing in the server.
+            row = await connection.fetchrow(
+                "SELECT (SELECT count(*) FROM payments WHERE merchant_id = $1) AS payments,"
+                " (SELECT count(*) FROM idempotency_keys WHERE merchant_id = $1 AND status_code <> 0) AS keys",
+                merchant,
+            )
+            current = (row["payments"], row["keys"])
+            if current == previous or time.monotonic() > deadline:
+                return current
+            previous = current
+            await asyncio.sleep(0.5)
+    finally:
+        await connection.close()
+
+
+def _scrape(url: str) -> dict[str, float]:
+    """The ledger batch histograms' sums and counts from the switch's /metrics."""
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        text = reply.read().decode()
+    wanted = r"(switch_ledger_batch_(?:ops|seconds)_(?:sum|count)) ([0-9.e+-]+)"
+    return {name: float(value) for name, value in re.findall(wanted, text)}
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _process_cpu(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            # Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0  # gone, or not ours to read
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+async def _backend_cpu(dsn: str) -> dict[int, float]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await connection.close()
+    return {row["pid"]: _process_cpu(row["pid"]) for row in rows}
+
+
+# PostgreSQL's processes shared by every database: our writes make them work (WAL, checkpoints).
+_PG_SHARED = re.compile(r"^postgres: .*(walwriter|checkpointer|background writer|autovacuum)")
+
+
+def _processes() -> dict[int, tuple[str, float]]:
+    """Every readable process: its command line and CPU seconds so far."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    command = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            except OSError:
+                continue
+            found[int(entry)] = (command, _process_cpu(int(entry)))
+    return found
+
+
+@dataclass
+class _CpuSnapshot:
+    wall: float
+    server: float
+    backends: dict[int, float]
+    wrk: float
+    machine: float
+    processes: dict[int, tuple[str, float]]
+
+
+def _cpu_snapshot(dsn: str, server_pid: int) -> _CpuSnapshot:
+    with open("/proc/stat") as handle:
+        ticks = [int(value) for value in handle.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    # wrk is the only child reaped while the server runs, so the children's usage is wrk's.
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return _CpuSnapshot(
+        wall=time.monotonic(),
+        server=_process_cpu(server_pid),
+        backends=asyncio.run(_backend_cpu(dsn)),
+        wrk=children.ru_utime + children.ru_stime,
+        machine=(sum(ticks[:8]) - idle) / _TICK,
+        processes=_processes(),
+    )
+
+
+def _cpu_delta(before: _CpuSnapshot, after: _CpuSnapshot, server_pid: int) -> tuple[dict[str, float], list[str]]:
+    """CPU seconds by consumer during the run, and the busiest processes outside the benchmark."""
+    delta = {
+        "wall": after.wall - before.wall,
+        # The server process only: granian's worker processes land in "rest".
+        "server": after.server - before.server,
+        # A backend opened during the run started from zero; one closed during it is lost (rare).
+        "postgres": sum(cpu - before.backends.get(pid, 0.0) for pid, cpu in after.backends.items()),
+        "pg shared": 0.0,
+        "wrk": after.wrk - before.wrk,
+        "machine": after.machine - before.machine,
+    }
+    foreign = []
+    for pid, (command, cpu) in after.processes.items():
+        if pid == server_pid or pid in after.backends:
+            continue
+        used = cpu - before.processes.get(pid, ("", 0.0))[1]
+        if _PG_SHARED.match(command):
+            delta["pg shared"] += used
+        elif used > 0:
+            foreign.append((used, command))
+    known = sum(delta[name] for name in ("server", "postgres", "pg shared", "wrk"))
+    # Whatever the machine did besides the benchmark: others' jobs, and processes that ended.
+    delta["rest"] = delta["machine"] - known
+    busiest = [f"{used:.1f}s {command[:60]}" for used, command in sorted(foreign, reverse=True)[:3]]
+    return delta, busiest
+
+
+def _verify(dsn: str) -> tuple[bool, str]:
+    async def run() -> tuple[bool, str]:
+        connection = await asyncpg.connect(dsn)
+        try:
+            report = await verify_ledger(connection)
+            return report.ok, report.render()
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())
+
+
+def _measure(target: Target, args: argparse.Namespace, dsn: str, env: dict[str, str]) -> Run:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    url = f"{base}/v1/payments"
+    keyed = target.mode == "keyed"
+    server = _serve(target.server, target.app, target.factory, port, env)
+    try:
+        _wait_ready(url)
+        _wrk(url, target.key, keyed, args.connections, 3, args.threads)  # warm-up: connections, caches
+        if target.factory:
+            before_rows = asyncio.run(_written(dsn, target.merchant))
+            before_metrics = _scrape(f"{base}/metrics")
+        before_cpu = _cpu_snapshot(dsn, server.pid)
+        run = _wrk(url, target.key, keyed, args.connections, args.duration, args.threads)
+        run.cpu, run.busiest = _cpu_delta(before_cpu, _cpu_snapshot(dsn, server.pid), server.pid)
+        if target.factory:
+            after_rows = asyncio.run(_written(dsn, target.merchant))
+            after_metrics = _scrape(f"{base}/metrics")
+            run.payments = after_rows[0] - before_rows[0]
+            run.keys_stored = after_rows[1] - before_rows[1]
+            delta = {name: after_metrics.get(name, 0) - before_metrics.get(name, 0) for name in after_metrics}
+            batches = delta.get("switch_ledger_batch_ops_count", 0)
+            if batches:
+                run.batches = batches
+                run.batch_ops = delta["switch_ledger_batch_ops_sum"] / batches
+                run.batch_ms = 1000 * delta["switch_ledger_batch_seconds_sum"] / batches
+        return run
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _problems(target: Target, run: Run) -> list[str]:
+    """What is wrong with one run: errors, non-2xx, payments that do not match the responses."""
+    found = []
+    if any(run.errors.values()) or run.ok != run.requests:
+        errors = " ".join(f"{name}={count}" for name, count in run.errors.items())
+        found.append(f"{run.requests - run.ok} non-2xx (statuses {run.statuses}), socket errors: {errors}")
+    if run.payments is not None:
+        # Requests in flight when wrk stops are completed by the server but never counted by wrk.
+        if not run.ok <= run.payments <= run.ok + run.in_flight:
+            found.append(
+                f"{run.payments} payments written for {run.ok} 2xx responses ({run.in_flight} in flight at the stop)"
+            )
+        if target.mode == "keyed" and run.keys_stored != run.payments:
+            found.append(f"{run.keys_stored} idempotency keys stored for {run.payments} payments")
+    return found
+
+
+def _median(runs: list[Run]) -> Run:
+    return sorted(runs, key=lambda run: run.rate)[len(runs) // 2]
+
+
+def _report(targets: list[Target], args: argparse.Namespace) -> None:
+    print(
+        f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s (after 3 s warm-up), one worker, uvloop, "
+        f"{args.rounds} interleaved round(s), median run shown"
+    )
+    header = (
+        f"{'endpoint':<28} {'server':<8} {'median req/s':>12}  {'runs':<20} {'p50 / p99 ms':<15} "
+        f"{'/ bare':>6} {'non-2xx':>7} {'payments / 2xx / in flight':>28} {'ops/batch':>9} {'ms/batch':>8}"
+    )
+    print(header)
+    bare = {target.server: _median(target.runs).rate for target in targets if not target.factory}
+    for target in targets:
+        median = _median(target.runs)
+        runs_text = " ".join(f"{run.rate:.0f}" for run in target.runs)
+        latency = f"{median.p50_ms:.1f} / {median.p99_ms:.1f}"
+        failed = sum(run.requests - run.ok + sum(run.errors.values()) for run in target.runs)
+        written = "-"
+        batch_ops = batch_ms = "-"
+        if target.factory:
+            written = f"{median.payments}/{median.ok}/{median.in_flight}"
+            if median.batch_ops is not None:
+                batch_ops, batch_ms = f"{median.batch_ops:.1f}", f"{median.batch_ms:.2f}"
+        print(
+            f"{target.name:<28} {target.server:<8} {median.rate:>12.0f}  {runs_text:<20} {latency:<15} "
+            f"{median.rate / bare[target.server]:>6.1%} {failed:>7} {written:>28} {batch_ops:>9} {batch_ms:>8}"
+        )
+    cores = os.cpu_count() or 1
+    print(
+        f"\nCPU per completed request in the median run, microseconds (busy: of all {cores} cores; pg shared:"
+        " WAL writer, checkpointer, background writer, autovacuum; rest: everything else on the machine)"
+    )
+    names = ("server", "postgres", "pg shared", "wrk", "rest")
+    print(f"{'endpoint':<28} {'server':<8} " + " ".join(f"{name:>9}" for name in names) + f" {'busy':>5}")
+    for target in targets:
+        median = _median(target.runs)
+        done = median.requests or 1
+        per = " ".join(f"{1e6 * median.cpu[name] / done:>9.0f}" for name in names)
+        busy = median.cpu["machine"] / (median.cpu["wall"] * cores)
+        print(f"{target.name:<28} {target.server:<8} {per} {busy:>5.0%}  busiest other: {'; '.join(median.busiest)}")
+    print("\nper round (payments written / wrk 2xx / in flight at the stop; keyed: idempotency keys stored):")
+    for target in targets:
+        if target.factory:
+            rows = []
+            for run in target.runs:
+                extra = f", keys {run.keys_stored}" if target.mode == "keyed" else ""
+                rows.append(f"{run.payments}/{run.ok}/{run.in_flight}{extra}")
+            print(f"  {target.name} ({target.server}): " + "; ".join(rows))
+
+
 def main() -> int:
-    """Run both servers under wrk and print the comparison."""
+    """Run the bare endpoint and the switch (keyed, unkeyed) under wrk, interleaved, and compare."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--rounds", type=int, default=1, help="repeat every measurement this many times, interleaved; medians reported"
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("keyed", "unkeyed", "both"),
+        default="both",
+        help="switch requests with a unique Idempotency-Key each, without one, or both (default)",
     )
     parser.add_argument(
         "--server",
@@ -137,45 +504,44 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
-    data_dir = tempfile.mkdtemp(prefix="switch-bench-")
-    os.chmod(data_dir, 0o755)
-    dsn = os.environ.get("SWITCH_DATABASE_URL") or embedded_database_url(data_dir)
-    key = asyncio.run(_prepare(dsn))
-    env = {**os.environ, "SWITCH_DATABASE_URL": dsn, "SWITCH_LOG_LEVEL": "WARNING"}
-    servers = args.server or ["uvicorn"]
-    runs = [
-        (f"{label} ({server_name})", target, factory, server_name)
-        for server_name in servers
-        for label, target, factory in (
-            ("bare Litestar endpoint", "benchmarks.bare_app:app", False),
-            ("switch POST /v1/payments", "switch.app:create_app_from_env", True),
+    modes = ("keyed", "unkeyed") if args.mode == "both" else (args.mode,)
+    targets = []
+    for server_name in args.server or ["uvicorn"]:
+        targets.extend(
+            Target(f"switch ({mode})", server_name, mode, "switch.app:create_app_from_env", True) for mode in modes
         )
-    ]
-    measured: dict[str, list[tuple[float, str, str]]] = {name: [] for name, _, _, _ in runs}
-    for _ in range(args.rounds):
-        for name, target, factory, server_name in runs:
-            port = _free_port()
-            server = _serve(server_name, target, factory, port, env)
-            try:
-                _wait_ready(f"http://127.0.0.1:{port}/v1/payments")
-                url = f"http://127.0.0.1:{port}/v1/payments"
-                _wrk(url, key, args.connections, 3, args.threads)  # warm-up: connections, caches
-                measured[name].append(_wrk(url, key, args.connections, args.duration, args.threads))
-            finally:
-                server.terminate()
-                server.wait(timeout=30)
-    print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, one worker, uvloop, {args.rounds} round(s)")
-    print(f"{'endpoint':<40} {'median req/s':>12}  {'runs':<24} latency of the median run")
-    medians: list[float] = []
-    for name, samples in measured.items():
-        ordered = sorted(samples)
-        median = ordered[len(ordered) // 2]
-        medians.append(median[0])
-        runs_text = " ".join(f"{rate:.0f}" for rate, _, _ in samples)
-        print(f"{name:<40} {median[0]:>12.0f}  {runs_text:<24} {median[1]}  non-2xx={median[2]}")
-    names = list(measured)
-    for index in range(0, len(names), 2):
-        print(f"{names[index + 1]} / {names[index]} = {medians[index + 1] / medians[index]:.1%}")
+        targets.append(Target("bare Litestar endpoint", server_name, "unkeyed", "benchmarks.bare_app:app", False))
+    dsn = os.environ.get("SWITCH_DATABASE_URL")
+    if not dsn:
+        data_dir = tempfile.mkdtemp(prefix="switch-bench-")
+        os.chmod(data_dir, 0o755)
+        dsn = embedded_database_url(data_dir)
+    asyncio.run(_prepare(dsn, targets))
+    # A scrape token would make /metrics answer 401 to the batch-size scrape.
+    env = {
+        **{name: value for name, value in os.environ.items() if name != "SWITCH_METRICS_TOKEN"},
+        "SWITCH_DATABASE_URL": dsn,
+        "SWITCH_LOG_LEVEL": "WARNING",
+    }
+    failures = []
+    for round_index in range(args.rounds):
+        # Rotate the order each round, so no target always runs first on a fresh database or server.
+        shift = round_index % len(targets)
+        for target in targets[shift:] + targets[:shift]:
+            run = _measure(target, args, dsn, env)
+            target.runs.append(run)
+            print(f"round {round_index + 1}: {target.name} ({target.server}) {run.rate:.0f} req/s", flush=True)
+            where = f"{target.name} ({target.server}), round {round_index + 1}"
+            failures.extend(f"{where}: {problem}" for problem in _problems(target, run))
+    _report(targets, args)
+    ok, report = _verify(dsn)
+    print("\nswitch ledger verify:\n" + report)
+    if not ok:
+        failures.append("the ledger check failed (report above)")
+    if failures:
+        print("\nFAILED:\n" + "\n".join(f"  - {failure}" for failure in failures), file=sys.stderr)
+        return 1
+    print("\nall responses 2xx, no socket errors, payments match the responses, ledger clean")
     return 0
 
 

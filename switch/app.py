@@ -124,7 +124,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.notifications = NotificationService(
             pool=pool, writer=writer, adapters=adapters, metrics=metrics, locks=locks
         )
-        app.state.recovery = AttemptRecovery(pool=pool, writer=writer, adapters=adapters, idempotency=idempotency)
+        app.state.recovery = AttemptRecovery(
+            pool=pool, writer=writer, adapters=adapters, idempotency=idempotency, metrics=metrics
+        )
         recovery_task = asyncio.create_task(app.state.recovery.run_forever(), name="attempt-recovery")
         retention_task = asyncio.create_task(
             purge_forever(pool, settings.idempotency_ttl_s), name="idempotency-retention"

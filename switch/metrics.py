@@ -3,7 +3,7 @@ never an id, an amount or anything a customer typed."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class Metrics:
@@ -50,6 +50,36 @@ class Metrics:
             "switch_webhooks_rejected_total",
             "Inbound provider notifications rejected (forged, stale, malformed), by account and reason.",
             ["provider", "reason"],
+            registry=self.registry,
+        )
+
+        self.recovery_passes = Counter(
+            "switch_recovery_passes_total", "Recovery passes over open intents.", registry=self.registry
+        )
+        self.recovery_errors = Counter(
+            "switch_recovery_errors_total",
+            "Intents whose settlement raised during a recovery pass (logged; the pass went on).",
+            registry=self.registry,
+        )
+        self.unresolved_intents = Gauge(
+            "switch_unresolved_intents",
+            "Authorization attempts and capture/void/refund operations whose outcome is not settled yet.",
+            registry=self.registry,
+        )
+        self.stuck_intents = Gauge(
+            "switch_stuck_intents",
+            "Unresolved intents recovery gave up on by itself: listed by `switch recovery list` for an operator.",
+            registry=self.registry,
+        )
+        self.oldest_unresolved_seconds = Gauge(
+            "switch_oldest_unresolved_intent_age_seconds",
+            "Age of the oldest unresolved intent (0 when there is none).",
+            registry=self.registry,
+        )
+        self.unknown_outcomes = Counter(
+            "switch_unknown_outcomes_total",
+            "Provider calls whose outcome stayed unknown after replay and look-up, by account and flow.",
+            ["provider", "flow"],
             registry=self.registry,
         )
 

@@ -34,11 +34,16 @@ from adapters.base import (
     WebhookEvent,
     WebhookRejected,
     http_error_outcome,
+    provider_key,
     transport_outcome,
+    undecodable_outcome,
 )
 
 DEFAULT_BASE_URL = "https://checkout-test.adyen.com"
 DEFAULT_RETURN_URL = "https://example.invalid/return"
+# Adyen takes idempotency keys of up to 64 characters (docs.adyen.com/development-resources/api-idempotency).
+KEY_LIMIT = 64
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, ValueError)
 
 _payment = msgspec.json.Decoder(t.PaymentResponse)
 _modification = msgspec.json.Decoder(t.ModificationResponse)
@@ -160,12 +165,19 @@ class AdyenAdapter(ProviderAdapter):
         except ValueError as exc:
             return ProviderResult(outcome=Outcome.TECHNICAL, raw_status="invalid_request", message=str(exc))
         try:
-            response = await self.http.request("POST", "/payments", json=body, idempotency_key=request.idempotency_key)
+            response = await self.http.request(
+                "POST", "/payments", json=body, idempotency_key=provider_key(request.idempotency_key, KEY_LIMIT)
+            )
         except TransportError as exc:
             return transport_outcome(exc)
         if response.status != 200:
             return self._error_result(response)
-        payment = _payment.decode(response.body)
+        try:
+            payment = _payment.decode(response.body)
+            amount = t.from_adyen_amount(payment.amount)
+        except _DECODE_ERRORS:
+            # A 2xx we cannot read: Adyen may have authorised.
+            return undecodable_outcome(response.status)
         return ProviderResult(
             outcome=t.classify_refusal(payment.result_code, payment.refusal_reason_code),
             provider_reference=payment.psp_reference,
@@ -173,17 +185,27 @@ class AdyenAdapter(ProviderAdapter):
             code=payment.refusal_reason_code,
             message=payment.refusal_reason,
             next_action=_next_action(payment.action),
-            amount=(payment.amount or {}).get("value", request.amount),
+            amount=request.amount if amount is None else amount,
         )
 
     @staticmethod
     def _error_result(response: HttpResponse) -> ProviderResult:
+        if response.status == 429 or response.status >= 500:
+            return ProviderResult(outcome=http_error_outcome(response.status), raw_status=f"http_{response.status}")
         try:
             error = _service_error.decode(response.body)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return ProviderResult(outcome=http_error_outcome(response.status), raw_status=f"http_{response.status}")
+        if error.error_code in t.IN_PROGRESS_ERROR_CODES:
+            return ProviderResult(
+                outcome=Outcome.UNKNOWN,
+                raw_status=f"http_{response.status}",
+                code=error.error_code,
+                message=error.message,
+            )
         return ProviderResult(
-            outcome=Outcome.TECHNICAL,
+            # A validation or configuration refusal of our request: nothing was processed.
+            outcome=http_error_outcome(response.status),
             raw_status=f"http_{response.status}",
             code=error.error_code,
             message=error.message,
@@ -191,26 +213,30 @@ class AdyenAdapter(ProviderAdapter):
 
     async def _modify(self, path: str, body: dict[str, Any], key: str) -> ProviderResult:
         try:
-            response = await self.http.request("POST", path, json=body, idempotency_key=key)
+            response = await self.http.request("POST", path, json=body, idempotency_key=provider_key(key, KEY_LIMIT))
         except TransportError as exc:
             return transport_outcome(exc)
         if response.status not in (200, 201):
             return self._error_result(response)
-        modification = _modification.decode(response.body)
+        try:
+            modification = _modification.decode(response.body)
+            amount = t.from_adyen_amount(modification.amount)
+        except _DECODE_ERRORS:
+            return undecodable_outcome(response.status)
         return ProviderResult(
             outcome=t.MODIFICATION_STATUS_MAP.get(modification.status, Outcome.UNKNOWN),
             provider_reference=modification.psp_reference,
             raw_status=modification.status,
-            amount=(modification.amount or {}).get("value"),
+            amount=amount,
         )
 
     async def capture(self, request: CaptureRequest) -> ProviderResult:
         """``POST /payments/{pspReference}/captures``; the result arrives as a CAPTURE notification."""
-        body = {
-            "merchantAccount": self.credentials.account_id,
-            "amount": t.to_adyen_amount(request.amount, request.currency),
-            "reference": request.payment_id,
-        }
+        try:
+            amount = t.to_adyen_amount(request.amount, request.currency)
+        except ValueError as exc:
+            return ProviderResult(outcome=Outcome.TECHNICAL, raw_status="invalid_request", message=str(exc))
+        body = {"merchantAccount": self.credentials.account_id, "amount": amount, "reference": request.payment_id}
         return await self._modify(f"/payments/{request.provider_reference}/captures", body, request.idempotency_key)
 
     async def void(self, request: VoidRequest) -> ProviderResult:
@@ -220,11 +246,11 @@ class AdyenAdapter(ProviderAdapter):
 
     async def refund(self, request: RefundRequest) -> ProviderResult:
         """``POST /payments/{pspReference}/refunds``."""
-        body = {
-            "merchantAccount": self.credentials.account_id,
-            "amount": t.to_adyen_amount(request.amount, request.currency),
-            "reference": request.refund_id,
-        }
+        try:
+            amount = t.to_adyen_amount(request.amount, request.currency)
+        except ValueError as exc:
+            return ProviderResult(outcome=Outcome.TECHNICAL, raw_status="invalid_request", message=str(exc))
+        body = {"merchantAccount": self.credentials.account_id, "amount": amount, "reference": request.refund_id}
         return await self._modify(f"/payments/{request.provider_reference}/refunds", body, request.idempotency_key)
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
@@ -267,13 +293,21 @@ class AdyenAdapter(ProviderAdapter):
                     provider_reference=item.original_reference or item.psp_reference,
                     outcome=outcome,
                     payment_id=None,
-                    amount=item.amount.get("value"),
+                    amount=_notified_amount(item.amount),
                     currency=item.amount.get("currency"),
                     code=item.additional_data.get("refusalReasonCode") or (item.reason if not success else None),
                     raw_status=item.success,
                 )
             )
         return events
+
+
+def _notified_amount(amount: dict[str, Any]) -> int | None:
+    # A notification amount that does not convert is left out rather than guessed.
+    try:
+        return t.from_adyen_amount(amount)
+    except ValueError:
+        return None
 
 
 def _next_action(action: dict[str, Any] | None) -> dict[str, Any] | None:

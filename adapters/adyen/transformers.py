@@ -1,7 +1,10 @@
 """Adyen Checkout v71 wire types, the resultCode map and the refusalReasonCode map.
 
-Adyen amounts are ``{"currency", "value"}`` with ``value`` in ISO 4217 minor units, which is
-already the switch's convention, so the conversion is the identity (checked, not assumed).
+Adyen amounts are ``{"currency", "value"}`` with ``value`` in Adyen's own minor units: ISO 4217's
+for every currency except four, where Adyen's decimals differ from the standard
+(docs.adyen.com/development-resources/currency-codes): CLP and ISK take two decimals at Adyen
+(ISO: none), IDR and CVE none (ISO: two). Every amount sent and received goes through
+:func:`to_adyen_value` / :func:`from_adyen_value`, which refuse to round.
 """
 
 from __future__ import annotations
@@ -14,14 +17,84 @@ from adapters.base import Outcome, currency_exponent
 
 API_VERSION = "v71"
 
+# Adyen's decimals where they differ from ISO 4217; every other code uses the ISO exponent.
+ADYEN_EXPONENTS: dict[str, int] = {"CLP": 2, "CVE": 0, "IDR": 0, "ISK": 2}
+
+
+class AmountNotRepresentable(ValueError):
+    """The amount cannot be expressed in Adyen's minor units without rounding."""
+
+
+def adyen_exponent(currency: str) -> int:
+    """Return how many decimals Adyen's ``value`` carries for ``currency``.
+
+    Raises:
+        ValueError: For an unknown currency code.
+    """
+    code = currency.upper()
+    iso = currency_exponent(code)  # rejects unknown codes before they reach Adyen
+    return ADYEN_EXPONENTS.get(code, iso)
+
+
+def to_adyen_value(amount: int, currency: str) -> int:
+    """Convert ISO minor units to Adyen's minor units (IDR 1000000 -> 10000, CLP 5000 -> 500000).
+
+    Raises:
+        AmountNotRepresentable: When Adyen would need a rounded amount (IDR 100.50).
+    """
+    shift = adyen_exponent(currency) - currency_exponent(currency.upper())
+    if shift >= 0:
+        return amount * 10**shift
+    scale = 10**-shift
+    if amount % scale:
+        raise AmountNotRepresentable(f"{currency.upper()} amounts must be whole units at Adyen")
+    return amount // scale
+
+
+def from_adyen_value(value: int, currency: str) -> int:
+    """Convert Adyen's minor units back to ISO minor units, refusing to round.
+
+    Raises:
+        AmountNotRepresentable: When Adyen's value has more precision than ISO allows (CLP 12.50).
+    """
+    shift = adyen_exponent(currency) - currency_exponent(currency.upper())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise AmountNotRepresentable("Adyen amount value is not an integer")
+    if shift <= 0:
+        return value * 10**-shift
+    scale = 10**shift
+    if value % scale:
+        raise AmountNotRepresentable(f"{currency.upper()} value {value} has decimals ISO 4217 does not")
+    return value // scale
+
 
 def to_adyen_amount(amount: int, currency: str) -> dict[str, Any]:
-    """Return Adyen's ``Amount`` object for ISO minor units."""
-    currency_exponent(currency)  # rejects unknown codes before they reach Adyen
-    return {"currency": currency.upper(), "value": amount}
+    """Return Adyen's ``Amount`` object for ISO minor units.
+
+    Raises:
+        AmountNotRepresentable: When the amount cannot be sent without rounding.
+        ValueError: For an unknown currency code.
+    """
+    return {"currency": currency.upper(), "value": to_adyen_value(amount, currency)}
 
 
-# resultCode -> Outcome. ``Refused`` is refined by the refusal code below.
+def from_adyen_amount(amount: dict[str, Any] | None) -> int | None:
+    """Read an Adyen ``Amount`` object back into ISO minor units (None when absent).
+
+    Raises:
+        ValueError: When the object is malformed or not representable in ISO minor units.
+    """
+    if not amount:
+        return None
+    try:
+        return from_adyen_value(amount["value"], str(amount["currency"]))
+    except (KeyError, TypeError):
+        raise AmountNotRepresentable("malformed Adyen amount") from None
+
+
+# resultCode -> Outcome. ``Refused`` is refined by the refusal code below. ``Error`` is technical
+# because Adyen reports it as a final result in which the payment was not authorised (the
+# refusalReason says why), so nothing is held on the card; ``Cancelled`` likewise holds nothing.
 RESULT_CODE_MAP: dict[str, Outcome] = {
     "Authorised": Outcome.APPROVED,
     "PartiallyAuthorised": Outcome.APPROVED,
@@ -91,6 +164,10 @@ def classify_refusal(result_code: str, refusal_code: str | None) -> Outcome:
         return REFUSAL_MAP.get(refusal_code, ("", Outcome.DECLINED_HARD))[1]
     return RESULT_CODE_MAP.get(result_code, Outcome.UNKNOWN)
 
+
+# Adyen error codes that say a request with this idempotency key was already processed or is
+# still in progress (704): the first request may have moved money.
+IN_PROGRESS_ERROR_CODES = frozenset({"704"})
 
 # Modification answers (captures, cancels, refunds) say only ``received``: the result arrives as
 # a notification, so the call is pending until then.

@@ -30,11 +30,20 @@ from adapters.base import (
     WebhookEvent,
     WebhookRejected,
     http_error_outcome,
+    lookup_failed,
+    not_found_outcome,
+    provider_key,
     transport_outcome,
+    undecodable_outcome,
 )
 from adapters.lianlian import transformers as t
 
 DEFAULT_BASE_URL = "https://global-api-sandbox.lianlianpay-inc.com"
+# LianLian's Idempotency-Key length is undocumented in the sources we have; 64 is safe.
+KEY_LIMIT = 64
+# LianLian documents no lag for its payment query; a session it does not know this long after
+# the attempt is taken as never created.
+QUERY_CONSISTENCY_S = 600.0
 
 
 class LianLianAdapter(ProviderAdapter):
@@ -48,9 +57,23 @@ class LianLianAdapter(ProviderAdapter):
     flows = frozenset({Flow.AUTHORIZE, Flow.REFUND, Flow.SYNC, Flow.WEBHOOK})
     method_types = frozenset({"card", "hosted_checkout"})
 
-    def __init__(self, credentials: Credentials | None = None, *, total_timeout: float = 10.0) -> None:
-        """Create the adapter with one pooled transport that signs every request."""
+    def __init__(
+        self,
+        credentials: Credentials | None = None,
+        *,
+        total_timeout: float = 10.0,
+        consistency_window_s: float = QUERY_CONSISTENCY_S,
+    ) -> None:
+        """Create the adapter with one pooled transport that signs every request.
+
+        Args:
+            credentials: See the class docstring.
+            total_timeout: Deadline in seconds for one call including retries.
+            consistency_window_s: How long after an attempt a query that finds nothing is still
+                not proof that LianLian never created the session.
+        """
         super().__init__(credentials)
+        self.consistency_window_s = consistency_window_s
         self.http = HttpTransport(
             "lianlian",
             self.credentials.base_url or DEFAULT_BASE_URL,
@@ -72,19 +95,24 @@ class LianLianAdapter(ProviderAdapter):
 
     def _open(self, response: HttpResponse) -> dict[str, Any] | ProviderResult:
         if response.status >= 500 or response.status == 429:
-            return ProviderResult(outcome=Outcome.TECHNICAL, raw_status=f"http_{response.status}")
+            return ProviderResult(outcome=http_error_outcome(response.status), raw_status=f"http_{response.status}")
         try:
             body = msgspec.json.decode(response.body)
             if not isinstance(body, dict):
                 raise TypeError
             t.verify_signature(self.credentials.webhook_secret, body, response.headers.get("llpay-signature", ""))
         except (msgspec.DecodeError, TypeError):
-            return ProviderResult(outcome=Outcome.UNKNOWN, raw_status="unreadable_answer")
+            if response.status >= 300:
+                return ProviderResult(outcome=http_error_outcome(response.status), raw_status=f"http_{response.status}")
+            return undecodable_outcome(response.status)
         except WebhookRejected:
             # An answer that cannot be verified is treated as no answer.
             return ProviderResult(outcome=Outcome.UNKNOWN, raw_status="bad_response_signature")
         if response.status >= 300:
-            error = msgspec.convert(body, t.ApiError)
+            try:
+                error = msgspec.convert(body, t.ApiError)
+            except msgspec.ValidationError:
+                error = t.ApiError()
             return ProviderResult(
                 outcome=http_error_outcome(response.status),
                 raw_status=f"http_{response.status}",
@@ -106,7 +134,10 @@ class LianLianAdapter(ProviderAdapter):
         }
         try:
             response = await self.http.request(
-                "POST", "/accept_payments/checkout/sessions", json=body, idempotency_key=request.idempotency_key
+                "POST",
+                "/accept_payments/checkout/sessions",
+                json=body,
+                idempotency_key=provider_key(request.idempotency_key, KEY_LIMIT),
             )
         except TransportError as exc:
             result = transport_outcome(exc)
@@ -120,18 +151,30 @@ class LianLianAdapter(ProviderAdapter):
             opened.provider_reference = reference
             return opened
         try:
-            payment = msgspec.convert(opened, t.Payment)
-        except msgspec.ValidationError:
+            return payment_outcome(msgspec.convert(opened, t.Payment))
+        except (msgspec.ValidationError, ValueError):
             return ProviderResult(outcome=Outcome.UNKNOWN, provider_reference=reference, raw_status="unreadable")
-        return payment_outcome(payment)
 
     async def sync(self, request: SyncRequest) -> ProviderResult:
-        """``GET /accept_payments/payments/{merchant_transaction_id}``."""
+        """``GET /accept_payments/payments/{merchant_transaction_id}`` for an authorization.
+
+        A refund whose answer was lost stays ``unknown`` (resolved by resending it with the same
+        Idempotency-Key). A failed query is ``unknown``; a 404 is proof only once
+        ``consistency_window_s`` has passed since the attempt.
+        """
         reference = request.provider_reference or request.attempt_id
+        if request.operation != "authorize":
+            return ProviderResult(outcome=Outcome.UNKNOWN, provider_reference=reference, raw_status="no_lookup")
         try:
             response = await self.http.request("GET", f"/accept_payments/payments/{reference}")
         except TransportError as exc:
-            return transport_outcome(exc, money_may_move=False)
+            return ProviderResult(
+                outcome=Outcome.UNKNOWN, provider_reference=reference, raw_status="timeout", message=str(exc)
+            )
+        if response.status == 404:
+            return not_found_outcome(request, self.consistency_window_s)
+        if response.status >= 300:
+            return lookup_failed(response.status, reference)
         return self._payment_result(response, reference)
 
     async def refund(self, request: RefundRequest) -> ProviderResult:
@@ -145,7 +188,10 @@ class LianLianAdapter(ProviderAdapter):
         }
         try:
             response = await self.http.request(
-                "POST", "/accept_payments/refunds", json=body, idempotency_key=request.idempotency_key
+                "POST",
+                "/accept_payments/refunds",
+                json=body,
+                idempotency_key=provider_key(request.idempotency_key, KEY_LIMIT),
             )
         except TransportError as exc:
             return transport_outcome(exc)
@@ -154,7 +200,12 @@ class LianLianAdapter(ProviderAdapter):
             return opened
         try:
             refund = msgspec.convert(opened, t.Refund)
-        except msgspec.ValidationError:
+            amount = (
+                t.from_lianlian_amount(refund.refund_amount, refund.refund_currency)
+                if refund.refund_amount and refund.refund_currency
+                else None
+            )
+        except (msgspec.ValidationError, ValueError):
             return ProviderResult(outcome=Outcome.UNKNOWN, raw_status="unreadable")
         outcome = t.REFUND_STATUS_MAP.get(refund.refund_status, Outcome.UNKNOWN)
         return ProviderResult(
@@ -162,11 +213,7 @@ class LianLianAdapter(ProviderAdapter):
             provider_reference=refund.ll_refund_id or refund.merchant_refund_id,
             raw_status=refund.refund_status,
             code=refund.failure_code,
-            amount=(
-                t.from_lianlian_amount(refund.refund_amount, refund.refund_currency)
-                if refund.refund_amount and refund.refund_currency
-                else None
-            ),
+            amount=amount,
         )
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:

@@ -112,7 +112,9 @@ PROCESSOR_RESPONSE_MAP: dict[str, Outcome] = {
     "0390": _H,  # ACCOUNT_NOT_FOUND
     "0500": _S,  # DO_NOT_HONOR
     "0580": _H,  # UNAUTHORIZED_TRANSACTION
-    "0800": _T,  # BAD_RESPONSE_REVERSAL_REQUIRED
+    # BAD_RESPONSE_REVERSAL_REQUIRED: the issuer may hold the funds until PayPal reverses; a
+    # cascade now could put a second hold on the card, so it does not cascade.
+    "0800": _H,
     "0880": _T,  # CRYPTOGRAPHIC_FAILURE
     "0890": _H,  # UNACCEPTABLE_PIN
     "0960": _T,  # SYSTEM_MALFUNCTION
@@ -179,7 +181,7 @@ PROCESSOR_RESPONSE_MAP: dict[str, Outcome] = {
     "9520": _H,  # LOST_OR_STOLEN
     "9530": _S,  # HOLD_CALL_CENTER
     "9540": _H,  # REFUSED_CARD
-    "9600": _T,  # UNRECOGNIZED_RESPONSE_CODE
+    "9600": _H,  # UNRECOGNIZED_RESPONSE_CODE: an issuer answer nobody can read never cascades
 }
 # PP-prefixed codes are PayPal's own risk and compliance refusals (billing address, velocity,
 # blocked country, fraud model...): PayPal will keep refusing, so none of them cascades.
@@ -284,8 +286,16 @@ ISSUE_MAP: dict[str, Outcome] = {
     "CAPTURE_FULLY_REFUNDED": _H,
     "REFUND_AMOUNT_EXCEEDED": _H,
     "ORDER_NOT_APPROVED": _H,
-    "INTERNAL_SERVER_ERROR": _T,
-    "INTERNAL_SERVICE_ERROR": _T,
+    # The order was already processed (a card order processes on create): never a refusal, the
+    # adapter reads the order to learn what happened.
+    "ORDER_ALREADY_CAPTURED": Outcome.UNKNOWN,
+    "ORDER_ALREADY_AUTHORIZED": Outcome.UNKNOWN,
+    "ORDER_ALREADY_COMPLETED": Outcome.UNKNOWN,
+    # 409 RESOURCE_CONFLICT: an earlier request on this resource is still being processed.
+    "PREVIOUS_REQUEST_IN_PROGRESS": Outcome.UNKNOWN,
+    # PayPal failed while processing: it may have acted.
+    "INTERNAL_SERVER_ERROR": Outcome.UNKNOWN,
+    "INTERNAL_SERVICE_ERROR": Outcome.UNKNOWN,
 }
 
 EVENT_MAP: dict[str, Outcome] = {

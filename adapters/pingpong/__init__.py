@@ -30,12 +30,21 @@ from adapters.base import (
     WebhookEvent,
     WebhookRejected,
     http_error_outcome,
+    lookup_failed,
+    not_found_outcome,
+    provider_key,
     transport_outcome,
+    undecodable_outcome,
 )
 from adapters.pingpong import transformers as t
 
 DEFAULT_BASE_URL = "https://sandbox-acquirer-payment.pingpongx.com"
 ACK_BODY = t.ACK_BODY
+# PingPong documents no length for ``requestId`` that we could confirm; 64 characters is safe.
+KEY_LIMIT = 64
+# PingPong documents no lag for its query; an order it does not know this long after the
+# attempt is taken as never created.
+QUERY_CONSISTENCY_S = 600.0
 
 
 class PingPongAdapter(ProviderAdapter):
@@ -53,9 +62,23 @@ class PingPongAdapter(ProviderAdapter):
     flows = frozenset({Flow.AUTHORIZE, Flow.REFUND, Flow.SYNC, Flow.WEBHOOK})
     method_types = frozenset({"card", "hosted_checkout"})
 
-    def __init__(self, credentials: Credentials | None = None, *, total_timeout: float = 10.0) -> None:
-        """Create the adapter with one pooled transport."""
+    def __init__(
+        self,
+        credentials: Credentials | None = None,
+        *,
+        total_timeout: float = 10.0,
+        consistency_window_s: float = QUERY_CONSISTENCY_S,
+    ) -> None:
+        """Create the adapter with one pooled transport.
+
+        Args:
+            credentials: See the class docstring.
+            total_timeout: Deadline in seconds for one call including retries.
+            consistency_window_s: How long after an attempt a query that finds nothing is still
+                not proof that PingPong never created the order.
+        """
         super().__init__(credentials)
+        self.consistency_window_s = consistency_window_s
         self.acc_id = self.credentials.account_id
         self.client_id = self.credentials.extra.get("client_id") or self.acc_id[:-3]
         self.http = HttpTransport(
@@ -96,13 +119,13 @@ class PingPongAdapter(ProviderAdapter):
         if not hmac.compare_digest(t.sign(self.credentials.api_key, flat), received.upper()):
             raise WebhookRejected("bad_signature")
 
-    async def _call(self, path: str, biz: dict[str, Any], *, money_may_move: bool) -> ProviderResult | t.Transaction:
+    async def _call(self, path: str, biz: dict[str, Any]) -> ProviderResult | t.Transaction:
         try:
             # A resend carries the same requestId / merchantTransactionId, which PingPong
             # de-duplicates, so retrying is safe.
             response = await self.http.request("POST", path, json=self.envelope(biz), retry_safe=True)
         except TransportError as exc:
-            return transport_outcome(exc, money_may_move=money_may_move)
+            return transport_outcome(exc)
         return self._open(response)
 
     def _open(self, response: HttpResponse) -> ProviderResult | t.Transaction:
@@ -112,7 +135,7 @@ class PingPongAdapter(ProviderAdapter):
             raw = msgspec.json.decode(response.body)
             envelope = t.envelope_decoder.decode(response.body)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            return ProviderResult(outcome=Outcome.UNKNOWN, raw_status="unreadable_answer")
+            return undecodable_outcome(response.status)
         try:
             # Answers are signed like requests; an unverifiable answer is treated as none.
             self.verify(raw)
@@ -121,7 +144,7 @@ class PingPongAdapter(ProviderAdapter):
         if envelope.code and envelope.code not in {"000000", "001000", "002000"} and not envelope.bizContent:
             # Refused before any transaction existed (bad parameter, signature, configuration).
             return ProviderResult(
-                outcome=t.classify_code(envelope.code),
+                outcome=t.classify_envelope_code(envelope.code),
                 raw_status="error",
                 code=envelope.code,
                 message=(envelope.description or "")[:200] or None,
@@ -135,7 +158,7 @@ class PingPongAdapter(ProviderAdapter):
         """``/v4/payment/prePay``: create the cashier order (``requires_action`` with its URL)."""
         biz: dict[str, Any] = {
             "merchantTransactionId": request.attempt_id,
-            "requestId": request.idempotency_key,
+            "requestId": provider_key(request.idempotency_key, KEY_LIMIT),
             "amount": t.to_pingpong_amount(request.amount, request.currency),
             "currency": request.currency.upper(),
             "captureDelayHours": 0,
@@ -144,32 +167,48 @@ class PingPongAdapter(ProviderAdapter):
             "remark": request.payment_id,
             "customer": {k: v for k, v in {"email": request.customer_email}.items() if v},
         }
-        answer = await self._call("/v4/payment/prePay", biz, money_may_move=True)
-        return answer if isinstance(answer, ProviderResult) else transaction_outcome(answer)
+        answer = await self._call("/v4/payment/prePay", biz)
+        return answer if isinstance(answer, ProviderResult) else _classified(answer)
 
     async def sync(self, request: SyncRequest) -> ProviderResult:
-        """``/v4/payment/query`` by ``transactionId``, or by the attempt id when it is unknown."""
+        """``/v4/payment/query`` by ``transactionId``, or by the attempt id when it is unknown.
+
+        Only the payment can be queried; a refund whose answer was lost stays ``unknown`` and is
+        resolved by resending it with the same ``requestId``. A failed query is ``unknown``; one
+        that finds nothing (107001) is proof only once ``consistency_window_s`` has passed.
+        """
+        if request.operation != "authorize":
+            return ProviderResult(
+                outcome=Outcome.UNKNOWN, provider_reference=request.provider_reference, raw_status="no_lookup"
+            )
         biz = (
             {"transactionId": request.provider_reference}
             if request.provider_reference
             else {"merchantTransactionId": request.attempt_id}
         )
-        answer = await self._call("/v4/payment/query", biz, money_may_move=False)
-        return answer if isinstance(answer, ProviderResult) else transaction_outcome(answer)
+        answer = await self._call("/v4/payment/query", biz)
+        if not isinstance(answer, ProviderResult):
+            return _classified(answer)
+        if answer.code == t.NOT_FOUND_CODE:
+            return not_found_outcome(request, self.consistency_window_s)
+        if answer.outcome is Outcome.TECHNICAL:
+            # A query that failed (or was refused) proves nothing about the payment.
+            return lookup_failed(0, request.provider_reference, answer.code or answer.raw_status)
+        return answer
 
     async def refund(self, request: RefundRequest) -> ProviderResult:
         """``/v4/payment/refund`` of part or all of a paid transaction."""
         biz = {
             "transactionId": request.provider_reference,
             "refundId": request.refund_id,
-            "requestId": request.idempotency_key,
+            "requestId": provider_key(request.idempotency_key, KEY_LIMIT),
             "amount": t.to_pingpong_amount(request.amount, request.currency),
             "currency": request.currency.upper(),
         }
-        answer = await self._call("/v4/payment/refund", biz, money_may_move=True)
+        answer = await self._call("/v4/payment/refund", biz)
         if isinstance(answer, ProviderResult):
             return answer
-        result = transaction_outcome(answer)
+        result = _classified(answer)
         result.provider_reference = answer.refundId or request.refund_id
         return result
 
@@ -207,6 +246,16 @@ class PingPongAdapter(ProviderAdapter):
                 raw_status=tx.status,
             )
         ]
+
+
+def _classified(tx: t.Transaction) -> ProviderResult:
+    # An amount that does not convert is an answer we cannot read: unknown, never a refusal.
+    try:
+        return transaction_outcome(tx)
+    except ValueError:
+        return ProviderResult(
+            outcome=Outcome.UNKNOWN, provider_reference=tx.transactionId or None, raw_status="unreadable"
+        )
 
 
 def transaction_outcome(tx: t.Transaction) -> ProviderResult:

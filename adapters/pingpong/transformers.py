@@ -168,3 +168,21 @@ RESULT_CODE_MAP: dict[str, Outcome] = {
 def classify_code(code: str | None) -> Outcome:
     """Outcome of a result code; an unknown code is hard (never cascade what we do not know)."""
     return RESULT_CODE_MAP.get(code or "", Outcome.DECLINED_HARD)
+
+
+# "Transaction does not exist", answered by the query for an order PingPong does not know.
+NOT_FOUND_CODE = "107001"
+
+# Result codes that, answered on the envelope with no transaction, do not prove that nothing was
+# processed: PingPong's own or an upstream system failed or timed out while handling the request
+# (a refund may have reached the acquirer). On a FAILED transaction the same codes are final.
+AMBIGUOUS_ENVELOPE_CODES = frozenset(
+    {"203000", "500000", "500001", "500002", "500003", "500004", "500005", "500006", "600000", "600001", "600002"}
+)
+
+
+def classify_envelope_code(code: str | None) -> Outcome:
+    """Outcome of an error answered on the envelope (no transaction): system failures are unknown."""
+    if code in AMBIGUOUS_ENVELOPE_CODES:
+        return Outcome.UNKNOWN
+    return classify_code(code)

@@ -191,10 +191,21 @@ class SandboxAdapter(ProviderAdapter):
         return ProviderResult(outcome=Outcome.DECLINED_HARD, code="resource_missing", raw_status="not_found")
 
     async def sync(self, request: SyncRequest) -> ProviderResult:
-        """Report what the sandbox knows of an attempt; an attempt it never saw is declined."""
+        """Report what the sandbox knows of an operation; an attempt it never saw is declined.
+
+        The sandbox's state is in this process, so "never saw it" is certain here (the switch
+        reads ``resource_missing`` as "never authorized"). A capture or void reads the
+        authorization's state; a refund, which the sandbox does not index, stays ``unknown``
+        (a replay with the same key is harmless).
+        """
         await self._delay(Flow.SYNC)
         reference = request.provider_reference or self._by_idempotency_key.get(request.attempt_id)
         auth = self._find(reference) if reference else None
+        if request.operation != "authorize":
+            done = {"capture": "captured", "void": "voided"}.get(request.operation)
+            if auth is not None and done is not None and auth.status == done:
+                return ProviderResult(outcome=Outcome.APPROVED, provider_reference=reference, raw_status=auth.status)
+            return ProviderResult(outcome=Outcome.UNKNOWN, provider_reference=reference, raw_status="no_lookup")
         if auth is None:
             return ProviderResult(outcome=Outcome.DECLINED_HARD, code="resource_missing", raw_status="not_found")
         return ProviderResult(

@@ -42,6 +42,8 @@ from adapters.base import (
     WebhookEvent,
     WebhookRejected,
     http_error_outcome,
+    lookup_failed,
+    not_found_outcome,
     transport_outcome,
 )
 from adapters.sepa import transformers as t
@@ -49,6 +51,9 @@ from adapters.sepa import transformers as t
 DEFAULT_BASE_URL = "https://sepa-gateway.invalid"
 SIGNATURE_HEADER = "Sepa-Signature"
 SIGNATURE_TOLERANCE_S = 300
+# The gateway contract promises no read-after-write bound for its transaction look-up; an end-to-end
+# id it does not know this long after the attempt is taken as a file it never took.
+LOOKUP_CONSISTENCY_S = 600.0
 
 
 def sign_notification(secret: str, body: bytes, timestamp: int | None = None) -> str:
@@ -117,9 +122,23 @@ class SepaAdapter(ProviderAdapter):
     flows = frozenset({Flow.AUTHORIZE, Flow.REFUND, Flow.SYNC, Flow.WEBHOOK})
     method_types = frozenset({"sepa_debit"})
 
-    def __init__(self, credentials: Credentials | None = None, *, total_timeout: float = 10.0) -> None:
-        """Create the adapter with one pooled transport."""
+    def __init__(
+        self,
+        credentials: Credentials | None = None,
+        *,
+        total_timeout: float = 10.0,
+        consistency_window_s: float = LOOKUP_CONSISTENCY_S,
+    ) -> None:
+        """Create the adapter with one pooled transport.
+
+        Args:
+            credentials: See the class docstring.
+            total_timeout: Deadline in seconds for one call including retries.
+            consistency_window_s: How long after an attempt a look-up that finds nothing is
+                still not proof that the gateway never took the file.
+        """
         super().__init__(credentials)
+        self.consistency_window_s = consistency_window_s
         self.pain008_version = self.credentials.extra.get("pain008_version", t.PAIN_008_VERSION)
         self.pain001_version = self.credentials.extra.get("pain001_version", t.PAIN_001_VERSION)
         self.http = HttpTransport(
@@ -229,31 +248,51 @@ class SepaAdapter(ProviderAdapter):
             return ProviderResult(outcome=Outcome.UNKNOWN, provider_reference=end_to_end_id, raw_status="missing")
         return _item_result(item)
 
-    async def _transaction(self, end_to_end_id: str) -> t.GatewayItem | ProviderResult:
+    async def _transaction(self, end_to_end_id: str) -> t.GatewayItem | ProviderResult | None:
+        """Read one transaction: the item, None when the gateway does not know it, or an ``unknown`` result."""
         try:
             response = await self.http.request("GET", f"/v1/transactions/{end_to_end_id}")
         except TransportError as exc:
-            return transport_outcome(exc, money_may_move=False)
+            return ProviderResult(
+                outcome=Outcome.UNKNOWN, provider_reference=end_to_end_id, raw_status="timeout", message=str(exc)
+            )
         if response.status == 404:
-            # The gateway never took the file: nothing moved, the attempt can be retried.
-            return ProviderResult(outcome=Outcome.TECHNICAL, provider_reference=end_to_end_id, raw_status="not_found")
+            return None
         if response.status >= 300:
-            return _http_failure(response, end_to_end_id)
+            return lookup_failed(response.status, end_to_end_id)
         try:
             return t.item_decoder.decode(response.body)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return ProviderResult(outcome=Outcome.UNKNOWN, provider_reference=end_to_end_id, raw_status="unreadable")
 
     async def sync(self, request: SyncRequest) -> ProviderResult:
-        """Read a transaction by end-to-end id (the attempt id when no reference is known)."""
-        found = await self._transaction((request.provider_reference or request.attempt_id)[:35])
+        """Read a transaction by end-to-end id: the attempt's debit, or the refund's credit transfer.
+
+        A debit's end-to-end id is the attempt id (or the reference), a refund's is the refund id.
+        A gateway that does not know the id is proof only once ``consistency_window_s`` has passed.
+        """
+        if request.operation == "refund" and request.operation_id:
+            end_to_end_id = request.operation_id[:35]
+        elif request.operation in {"authorize", "refund"}:
+            end_to_end_id = (request.provider_reference or request.attempt_id)[:35]
+        else:
+            return ProviderResult(outcome=Outcome.UNKNOWN, raw_status="no_lookup")
+        found = await self._transaction(end_to_end_id)
+        if found is None:
+            return not_found_outcome(request, self.consistency_window_s)
         return found if isinstance(found, ProviderResult) else _item_result(found)
 
     async def refund(self, request: RefundRequest) -> ProviderResult:
         """Send a settled debit back to the debtor's IBAN with a pain.001 credit transfer."""
         found = await self._transaction(request.provider_reference)
-        if isinstance(found, ProviderResult):
-            return found
+        if found is None or isinstance(found, ProviderResult):
+            # The credit transfer was never submitted: nothing happened.
+            return ProviderResult(
+                outcome=Outcome.TECHNICAL,
+                provider_reference=request.provider_reference,
+                raw_status="lookup_failed" if found is not None else "not_found",
+                message=found.message if found is not None else "the gateway does not know the debit",
+            )
         if found.status not in {"ACSC", "ACWC"} or not found.counterparty_iban:
             return ProviderResult(
                 outcome=Outcome.DECLINED_HARD,

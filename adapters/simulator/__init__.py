@@ -6,6 +6,7 @@ in-process with :class:`SimulatorServer`. See docs/providers.md for the knobs.
 
 from adapters.simulator.knobs import (
     Burst,
+    Fault,
     Latency,
     Outage,
     ProviderKnobs,
@@ -17,6 +18,7 @@ from adapters.simulator.server import Simulator, SimulatorServer, build_app, run
 
 __all__ = [
     "Burst",
+    "Fault",
     "Latency",
     "Outage",
     "ProviderKnobs",

@@ -22,7 +22,7 @@ import random
 import time
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -63,6 +63,52 @@ class Burst(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     status: int = 503
     count: int = 1
     retry_after: str | None = None
+
+
+FaultKind = Literal["refuse", "stall", "stall_in_flight", "error_after", "drop_after"]
+# What each fault kind answers when ``Fault.status`` is left unset.
+DEFAULT_FAULT_STATUS: dict[str, int] = {"refuse": 503, "error_after": 500}
+
+
+class Fault(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A one-shot fault for the next ``count`` requests that match it (queued in ``faults``).
+
+    Kinds, and whether the request is performed (state changed, books recorded):
+
+    * ``refuse``: not performed; answers ``status`` (default 503; 429 works with ``retry_after``;
+      0 closes the connection without an answer).
+    * ``stall``: performed and its answer stored for replay, then the answer is held back ``ms``
+      (a retry with the same key during the stall gets the stored answer).
+    * ``stall_in_flight``: performed, then held back ``ms`` with the idempotency key still in use,
+      so a concurrent retry with the same key gets 409 ``idempotency_key_in_use``; the answer is
+      stored when the stall ends.
+    * ``error_after``: performed, then answered ``status`` (default 500) instead of the real
+      answer; whether a replay returns that error or the real answer is
+      ``ProviderKnobs.replay_injected_errors``.
+    * ``drop_after``: performed, then the connection is closed without a byte of answer.
+
+    ``match`` (a substring of the path) and ``method`` narrow which requests the fault takes, so a
+    test can aim at "the next POST to /stripe/v1/refunds"; unset, it takes the next request of any
+    kind to the provider. A request takes at most one fault: the first in the queue that matches.
+    """
+
+    kind: FaultKind
+    status: int | None = None
+    ms: Annotated[float, msgspec.Meta(ge=0)] = 30_000.0
+    count: Annotated[int, msgspec.Meta(ge=1)] = 1
+    match: str | None = None
+    method: str | None = None
+    retry_after: str | None = None
+
+    def matches(self, method: str, path: str) -> bool:
+        """Return whether a request with ``method`` and ``path`` is one this fault aims at."""
+        if self.method is not None and self.method.upper() != method.upper():
+            return False
+        return self.match is None or self.match in path
+
+    def answer_status(self) -> int:
+        """The status this fault answers with, its kind's default when ``status`` is unset."""
+        return self.status if self.status is not None else DEFAULT_FAULT_STATUS.get(self.kind, 500)
 
 
 class Outage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -107,7 +153,23 @@ class ProviderKnobs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         error_rate: Probability of answering ``error_status`` without processing.
         error_status: The 5xx used by ``error_rate``.
         rate_limit_rate: Probability of answering 429 without processing.
+        error_after_rate: Probability that a request is processed and then answered
+            ``error_after_status`` instead of its real answer.
+        error_after_status: The 5xx used by ``error_after_rate``.
+        drop_after_rate: Probability that a request is processed and then its connection closed
+            without an answer.
+        replay_injected_errors: Whether a 5xx injected after processing (``error_after``) is
+            stored under the request's idempotency key, so that a replay returns the same 5xx, as
+            Stripe does; otherwise a replay returns the real answer that was withheld. ``None``
+            means the provider's own behaviour: stored for ``stripe``, not for the others.
         bursts: Queued bursts of 429/5xx, consumed in order.
+        faults: Queued one-shot faults (:class:`Fault`), each taken by the next request it
+            matches.
+        search_lag_ms: How long a new object stays out of the provider's search results
+            (Stripe's search is eventually consistent: an object created less than this long ago
+            is not found, though retrieving it by id works).
+        search_down: Whether the provider's search endpoint is failing: it answers 500 without
+            searching, while retrieving by id still works.
         outages: Windows during which the provider is down.
         webhook: Notification delivery.
         auto_complete: Whether asynchronous payments (vouchers, wallets, debits, redirects)
@@ -125,7 +187,14 @@ class ProviderKnobs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     error_rate: float = 0.0
     error_status: int = 500
     rate_limit_rate: float = 0.0
+    error_after_rate: float = 0.0
+    error_after_status: int = 500
+    drop_after_rate: float = 0.0
+    replay_injected_errors: bool | None = None
     bursts: list[Burst] = msgspec.field(default_factory=list)
+    faults: list[Fault] = msgspec.field(default_factory=list)
+    search_lag_ms: float = 0.0
+    search_down: bool = False
     outages: list[Outage] = msgspec.field(default_factory=list)
     webhook: Webhook = msgspec.field(default_factory=Webhook)
     auto_complete: bool = True

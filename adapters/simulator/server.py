@@ -4,10 +4,14 @@
 ``Credentials.base_url`` at ``{base_url}/{provider}``. Everything under ``/_sim`` is the admin API
 (knobs, bursts, outages, completing asynchronous payments, statistics).
 
-Each provider request passes through, in order: outage windows, queued bursts, random 429/5xx,
-latency, the provider's idempotency replay, the handler (which changes state), and finally the
-timeout knob, which holds the already-processed answer back so that the caller times out with the
-money moved, exactly the ambiguous case adapters must report as ``unknown``.
+Each provider request passes through, in order: outage windows, queued bursts, the first queued
+one-shot fault it matches (``ProviderKnobs.faults``, taken now, applied at its stage), random
+429/5xx, latency, the provider's idempotency layer (409 while the same key is still in flight,
+replay of a stored answer), the handler (which changes state and records the simulator's books),
+and finally the faults that strike after processing: an injected 5xx instead of the real answer,
+a dropped connection, or the answer held back (``timeout_rate`` or a ``stall`` fault) so that the
+caller times out with the money moved. Those are the ambiguous cases adapters must report as
+``unknown``; the books say what really happened.
 """
 
 from __future__ import annotations
@@ -24,12 +28,22 @@ import msgspec
 from aiohttp import ClientSession, ClientTimeout, web
 
 from adapters.simulator.books import Books
-from adapters.simulator.knobs import Burst, ProviderKnobs, SimulatorConfig, load_config, merge_knobs
+from adapters.simulator.knobs import (
+    Burst,
+    Fault,
+    ProviderKnobs,
+    SimulatorConfig,
+    load_config,
+    merge_knobs,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SignedDelivery = Callable[[], tuple[bytes, dict[str, str]]]
 
 IDEMPOTENCY_HEADERS = ("Idempotency-Key", "PayPal-Request-Id")
+# Providers that store a 5xx under the idempotency key once the request started executing (Stripe
+# documents that a replay then returns the same 500); the others replay the real answer.
+REPLAYS_INJECTED_ERRORS = frozenset({"stripe"})
 SIM_KEY: web.AppKey[Simulator] = web.AppKey("sim", "Simulator")
 
 
@@ -65,6 +79,8 @@ class Simulator:
         self.idempotency: dict[tuple[str, str], tuple[bytes, int, bytes, str]] = {}
         # Signature headers of stored answers: a provider that signs its answers signs replays too.
         self.replay_headers: dict[tuple[str, str], dict[str, str]] = {}
+        # Idempotency scopes whose first request is still being processed (answered 409 meanwhile).
+        self.in_flight: set[tuple[str, str]] = set()
         self.deliveries: list[dict[str, Any]] = []
         # The last requests received (provider, method, path, body), for wire-format checks.
         self.requests_log: deque[tuple[str, str, str, bytes]] = deque(maxlen=2000)
@@ -77,6 +93,11 @@ class Simulator:
         if knobs is None:
             knobs = self.config.providers[provider] = ProviderKnobs()
         return knobs
+
+    def replays_injected_errors(self, provider: str) -> bool:
+        """Whether a 5xx injected after processing is what a replay of that request returns."""
+        knob = self.knobs(provider).replay_injected_errors
+        return provider in REPLAYS_INJECTED_ERRORS if knob is None else knob
 
     def decide(self, provider: str, default_code: str) -> str | None:
         """Draw an authorization result: ``None`` approves, otherwise the decline code."""
@@ -156,6 +177,7 @@ class Simulator:
         for sim in self.providers.values():
             sim.reset()
         self.idempotency.clear()
+        self.in_flight.clear()
         self.books.clear()
         self.replay_headers.clear()
         self.stats.clear()
@@ -194,18 +216,40 @@ def _fault_middleware(sim: Simulator) -> Any:
                 knobs.bursts.pop(0)
             stats[f"burst_{burst.status}"] += 1
             return _fault_response(burst.status, burst.retry_after)
-        if knobs.rate_limit_rate and sim.rng.random() < knobs.rate_limit_rate:
-            stats["random_429"] += 1
-            return _fault_response(429, "0")
-        if knobs.error_rate and sim.rng.random() < knobs.error_rate:
-            stats[f"random_{knobs.error_status}"] += 1
-            return _fault_response(knobs.error_status, None)
+        fault = _take_fault(knobs, request.method, request.path)
+        if fault is not None:
+            stats[f"fault_{fault.kind}"] += 1
+            if fault.kind == "refuse":
+                status = fault.answer_status()
+                return _drop(request) if status == 0 else _fault_response(status, fault.retry_after)
+        if fault is None:
+            # A request that took a queued fault gets exactly that fault, never a random one too.
+            # The after-processing rates are drawn only when set, so that seeded runs written
+            # before those knobs existed draw the same numbers.
+            if knobs.rate_limit_rate and sim.rng.random() < knobs.rate_limit_rate:
+                stats["random_429"] += 1
+                return _fault_response(429, "0")
+            if knobs.error_rate and sim.rng.random() < knobs.error_rate:
+                stats[f"random_{knobs.error_status}"] += 1
+                return _fault_response(knobs.error_status, None)
+            if knobs.error_after_rate and sim.rng.random() < knobs.error_after_rate:
+                stats["random_error_after"] += 1
+                fault = Fault(kind="error_after", status=knobs.error_after_status)
+            elif knobs.drop_after_rate and sim.rng.random() < knobs.drop_after_rate:
+                stats["random_drop_after"] += 1
+                fault = Fault(kind="drop_after")
         delay = knobs.latency.sample(sim.rng)
         if delay > 0:
             await asyncio.sleep(delay)
-        response = await _idempotent(sim, provider, request, handler)
+        response = await _idempotent(sim, provider, request, handler, fault)
+        if fault is not None and fault.kind == "drop_after":
+            stats["dropped"] += 1
+            return _drop(request)
         stats[f"status_{response.status}"] += 1
-        if knobs.timeout_rate and sim.rng.random() < knobs.timeout_rate:
+        if fault is not None and fault.kind == "stall":
+            stats["timeouts"] += 1
+            await asyncio.sleep(fault.ms / 1000.0)
+        elif fault is None and knobs.timeout_rate and sim.rng.random() < knobs.timeout_rate:
             stats["timeouts"] += 1
             await asyncio.sleep(knobs.timeout_ms / 1000.0)
         return response
@@ -213,12 +257,57 @@ def _fault_middleware(sim: Simulator) -> Any:
     return middleware
 
 
-async def _idempotent(sim: Simulator, provider: str, request: web.Request, handler: Handler) -> web.StreamResponse:
+def _take_fault(knobs: ProviderKnobs, method: str, path: str) -> Fault | None:
+    """Take one use of the first queued fault that aims at this request, if any."""
+    for index, fault in enumerate(knobs.faults):
+        if fault.matches(method, path):
+            fault.count -= 1
+            if fault.count <= 0:
+                del knobs.faults[index]
+            return fault
+    return None
+
+
+def _drop(request: web.Request) -> web.Response:
+    """Close the connection so that the caller gets no answer at all.
+
+    The returned response is never sent: aiohttp refuses to write to a closing transport (it raises
+    ConnectionResetError, which it treats as a client that went away), so not a byte goes out.
+    """
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=599, text="dropped; never sent")
+
+
+async def _idempotent(
+    sim: Simulator, provider: str, request: web.Request, handler: Handler, fault: Fault | None = None
+) -> web.StreamResponse:
+    """Run ``handler`` at most once per idempotency key and apply the faults that shape the answer.
+
+    A POST carrying a key is tracked from the moment it starts executing: a second request with
+    the same key and path meanwhile gets 409 ``idempotency_key_in_use`` without being processed;
+    once it finished, its answer (or, for an injected 5xx where the provider stores those, the
+    5xx) is what every replay gets.
+
+    Args:
+        sim: The simulator.
+        provider: The provider the request is for.
+        request: The request.
+        handler: The provider's handler, which performs the request.
+        fault: The fault this request drew: ``stall_in_flight`` holds the processed answer back
+            with the key still in use, ``error_after`` answers a 5xx instead of the real answer.
+    """
     key = next((request.headers[h] for h in IDEMPOTENCY_HEADERS if h in request.headers), None)
     if key is None or request.method != "POST":
-        return await handler(request)
+        response = await handler(request)
+        if fault is not None and fault.kind == "stall_in_flight":
+            await asyncio.sleep(fault.ms / 1000.0)
+        return _error_instead(fault, response)
     body = await request.read()
     scope = (provider, f"{request.path}|{key}")
+    if scope in sim.in_flight:
+        sim.stats[provider]["idempotency_in_use"] += 1
+        return _in_use_response()
     stored = sim.idempotency.get(scope)
     if stored is not None:
         stored_request, status, stored_body, ctype = stored
@@ -234,20 +323,57 @@ async def _idempotent(sim: Simulator, provider: str, request: web.Request, handl
                 status=400 if provider == "stripe" else 422,
             )
         sim.stats[provider]["idempotent_replays"] += 1
-        return web.Response(
+        replay = web.Response(
             body=stored_body,
             status=status,
             content_type=ctype,
             headers={**sim.replay_headers.get(scope, {}), "Idempotent-Replayed": "true"},
         )
-    response = await handler(request)
-    if isinstance(response, web.Response) and response.status < 500:
-        # Like Stripe, remember every processed answer, declines included, so a retry replays it.
-        sim.idempotency[scope] = (body, response.status, response.body or b"", response.content_type)
-        signed = {k: v for k, v in response.headers.items() if "signature" in k.lower()}
-        if signed:
-            sim.replay_headers[scope] = signed
-    return response
+        # A replay performs nothing, so a fault on it changes only this answer, never the stored one.
+        return _error_instead(fault, replay)
+    sim.in_flight.add(scope)
+    try:
+        response = await handler(request)
+        if fault is not None and fault.kind == "stall_in_flight":
+            await asyncio.sleep(fault.ms / 1000.0)
+        answer = _error_instead(fault, response)
+        if isinstance(response, web.Response) and response.status < 500:
+            # Like Stripe, remember every processed answer, declines included, so a retry replays it.
+            kept = answer if answer is not response and sim.replays_injected_errors(provider) else response
+            if isinstance(kept, web.Response):
+                _store(sim, scope, body, kept)
+        return answer
+    finally:
+        sim.in_flight.discard(scope)
+
+
+def _store(sim: Simulator, scope: tuple[str, str], body: bytes, response: web.Response) -> None:
+    sim.idempotency[scope] = (body, response.status, response.body or b"", response.content_type)
+    signed = {k: v for k, v in response.headers.items() if "signature" in k.lower()}
+    if signed:
+        sim.replay_headers[scope] = signed
+
+
+def _error_instead(fault: Fault | None, response: web.StreamResponse) -> web.StreamResponse:
+    """The injected 5xx when ``fault`` is ``error_after``, otherwise ``response`` itself."""
+    if fault is None or fault.kind != "error_after":
+        return response
+    return _fault_response(fault.answer_status(), None)
+
+
+def _in_use_response() -> web.Response:
+    return web.json_response(
+        {
+            "error": {
+                "type": "idempotency_error",
+                "code": "idempotency_key_in_use",
+                "message": "There is currently another in-progress request using this idempotency key "
+                "(that probably means you submitted twice, and the other request is still going through). "
+                "Please try again later.",
+            }
+        },
+        status=409,
+    )
 
 
 def _fault_response(status: int, retry_after: str | None) -> web.Response:
@@ -260,6 +386,7 @@ def _fault_response(status: int, retry_after: str | None) -> web.Response:
 
 
 _decode_knobs_patch = msgspec.json.Decoder(dict[str, Any])
+_decode_faults = msgspec.json.Decoder(Fault | list[Fault])
 
 
 def _admin_routes(sim: Simulator) -> list[web.RouteDef]:
@@ -298,6 +425,24 @@ def _admin_routes(sim: Simulator) -> list[web.RouteDef]:
         sim.knobs(name).bursts.append(burst)
         return web.json_response(msgspec.to_builtins(sim.knobs(name).bursts))
 
+    async def add_faults(request: web.Request) -> web.Response:
+        name = request.match_info["provider"]
+        if name not in sim.providers:
+            return web.json_response({"error": f"unknown provider {name}"}, status=404)
+        try:
+            queued = _decode_faults.decode(await request.read())
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        sim.knobs(name).faults.extend(queued if isinstance(queued, list) else [queued])
+        return web.json_response(msgspec.to_builtins(sim.knobs(name).faults))
+
+    async def clear_faults(request: web.Request) -> web.Response:
+        name = request.match_info["provider"]
+        if name not in sim.providers:
+            return web.json_response({"error": f"unknown provider {name}"}, status=404)
+        sim.knobs(name).faults.clear()
+        return web.json_response([])
+
     async def complete(request: web.Request) -> web.Response:
         name = request.match_info["provider"]
         provider = sim.providers.get(name)
@@ -333,6 +478,8 @@ def _admin_routes(sim: Simulator) -> list[web.RouteDef]:
         web.put("/_sim/config", put_config),
         web.patch("/_sim/providers/{provider}", patch_provider),
         web.post("/_sim/providers/{provider}/bursts", add_burst),
+        web.post("/_sim/providers/{provider}/faults", add_faults),
+        web.delete("/_sim/providers/{provider}/faults", clear_faults),
         web.post("/_sim/{provider}/payments/{ref}/complete", complete),
         web.get("/_sim/stats", stats),
         web.get("/_sim/books", books),

@@ -161,7 +161,7 @@ class StripeError(msgspec.Struct, kw_only=True):
     code: str | None = None
     decline_code: str | None = None
     message: str | None = None
-    payment_intent: dict[str, Any] | None = None
+    payment_intent: dict[str, Any] | str | None = None
 
 
 class StripeErrorEnvelope(msgspec.Struct):
@@ -208,6 +208,14 @@ class Refund(msgspec.Struct, kw_only=True):
     status: str = ""
     payment_intent: str | None = None
     failure_reason: str | None = None
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class RefundList(msgspec.Struct, kw_only=True):
+    """``GET /v1/refunds?payment_intent=...`` answer."""
+
+    data: list[Refund] = msgspec.field(default_factory=list)
+    has_more: bool = False
 
 
 class SearchResult(msgspec.Struct, kw_only=True):

@@ -33,12 +33,21 @@ from adapters.base import (
     WebhookEvent,
     WebhookRejected,
     http_error_outcome,
+    lookup_failed,
+    provider_key,
     transport_outcome,
+    undecodable_outcome,
 )
 from adapters.xendit import transformers as t
 
 DEFAULT_BASE_URL = "https://api.xendit.co"
 CALLBACK_TOKEN_HEADER = "x-callback-token"  # noqa: S105 - a header name, not a secret
+# Xendit documents no length limit for the e-wallet Idempotency-Key we could confirm; 64 is safe.
+KEY_LIMIT = 64
+# Error codes saying a charge with this reference or key already exists or is being processed:
+# the earlier request may have moved money.
+_CONFLICT_CODES = frozenset({"DUPLICATE_ERROR", "DUPLICATE_PAYMENT_REQUEST_ERROR", "IDEMPOTENCY_ERROR"})
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, ValueError, ArithmeticError)
 
 
 def verify_callback_token(expected: str, headers: Mapping[str, str]) -> None:
@@ -120,7 +129,7 @@ class XenditAdapter(ProviderAdapter):
                 "/ewallets/charges",
                 content=body,
                 content_type="application/json",
-                idempotency_key=request.idempotency_key,
+                idempotency_key=provider_key(request.idempotency_key, KEY_LIMIT),
             )
         except TransportError as exc:
             return transport_outcome(exc)
@@ -137,8 +146,14 @@ class XenditAdapter(ProviderAdapter):
                 raw_status=f"http_{response.status}",
                 code=error.error_code or None,
             )
+        if error.error_code in _CONFLICT_CODES or response.status == 409:
+            outcome = Outcome.UNKNOWN
+        else:
+            # A refusal of this request with a code: nothing was processed. A code we do not know
+            # is hard (the safe side: it neither cascades nor retries).
+            outcome = t.classify_failure(error.error_code)
         return ProviderResult(
-            outcome=t.classify_failure(error.error_code),
+            outcome=outcome,
             raw_status="error",
             code=error.error_code,
             message=error.message[:200] or None,
@@ -148,21 +163,36 @@ class XenditAdapter(ProviderAdapter):
         if response.status >= 300:
             return self._error_result(response)
         try:
-            charge = t.charge_decoder.decode(response.body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return ProviderResult(outcome=Outcome.UNKNOWN, raw_status="unreadable_answer")
-        return charge_outcome(charge)
+            return charge_outcome(t.charge_decoder.decode(response.body))
+        except _DECODE_ERRORS:
+            # A 2xx we cannot read: Xendit may have created the charge.
+            return undecodable_outcome(response.status)
 
     async def sync(self, request: SyncRequest) -> ProviderResult:
-        """``GET /ewallets/charges/{id}``; Xendit cannot look a charge up by ``reference_id``."""
-        if not request.provider_reference:
+        """``GET /ewallets/charges/{id}``; Xendit cannot look a charge up by ``reference_id``.
+
+        Only an authorization (the charge) can be read; a refund whose answer was lost stays
+        ``unknown`` and is resolved by replaying it with the same Idempotency-Key. A failed
+        look-up is ``unknown``.
+        """
+        if not request.provider_reference or request.operation != "authorize":
             return ProviderResult(
-                outcome=Outcome.UNKNOWN, raw_status="no_reference", message="Xendit charges are found by id only"
+                outcome=Outcome.UNKNOWN,
+                provider_reference=request.provider_reference,
+                raw_status="no_lookup" if request.provider_reference else "no_reference",
+                message="Xendit charges are found by id only",
             )
         try:
             response = await self.http.request("GET", f"/ewallets/charges/{request.provider_reference}")
         except TransportError as exc:
-            return transport_outcome(exc, money_may_move=False)
+            return ProviderResult(
+                outcome=Outcome.UNKNOWN,
+                provider_reference=request.provider_reference,
+                raw_status="timeout",
+                message=str(exc),
+            )
+        if response.status >= 300:
+            return lookup_failed(response.status, request.provider_reference)
         return self._charge_result(response)
 
     async def refund(self, request: RefundRequest) -> ProviderResult:
@@ -179,7 +209,7 @@ class XenditAdapter(ProviderAdapter):
                 f"/ewallets/charges/{request.provider_reference}/refunds",
                 content=body,
                 content_type="application/json",
-                idempotency_key=request.idempotency_key,
+                idempotency_key=provider_key(request.idempotency_key, KEY_LIMIT),
             )
         except TransportError as exc:
             return transport_outcome(exc)
@@ -187,8 +217,9 @@ class XenditAdapter(ProviderAdapter):
             return self._error_result(response)
         try:
             refund = t.refund_decoder.decode(response.body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return ProviderResult(outcome=Outcome.UNKNOWN, raw_status="unreadable_answer")
+            amount = t.from_xendit_amount(refund.refund_amount, refund.currency or request.currency)
+        except _DECODE_ERRORS:
+            return undecodable_outcome(response.status)
         outcome = t.REFUND_STATUS_MAP.get(refund.status, Outcome.UNKNOWN)
         if refund.status == "FAILED":
             outcome = t.classify_failure(refund.failure_code)
@@ -197,7 +228,7 @@ class XenditAdapter(ProviderAdapter):
             provider_reference=refund.id,
             raw_status=refund.status,
             code=refund.failure_code,
-            amount=t.from_xendit_amount(refund.refund_amount, refund.currency or request.currency),
+            amount=amount,
         )
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:

@@ -102,11 +102,18 @@ def capture(
 
 
 def void(
-    *, merchant_id: str, payment_id: str, provider: str, currency: str, release: int, created: int
+    *,
+    merchant_id: str,
+    payment_id: str,
+    provider: str,
+    currency: str,
+    release: int,
+    created: int,
+    operation_id: str | None = None,
 ) -> JournalTransaction:
-    """Release the whole remaining hold."""
+    """Release the whole remaining hold; ``operation_id`` is the void intent (the payment id for old rows)."""
     entries = _pair(provider, merchant_id, currency, "pending", -release)
-    return _transaction("void", merchant_id, payment_id, payment_id, created, entries)
+    return _transaction("void", merchant_id, payment_id, operation_id or payment_id, created, entries)
 
 
 def refund(

@@ -9,6 +9,10 @@ from __future__ import annotations
 import asyncpg
 import msgspec
 
+# Capture and void transactions written before migration 0005 (payment_operations) name no
+# operation row: captures used a bare capture id, voids the payment id. Only those are exempt.
+_INTENTS_SINCE = "(SELECT coalesce(max(extract(epoch FROM applied_at)), 0) FROM schema_migrations WHERE version = 5)"
+
 # (name, description, query returning one row per violation with a ``detail`` text column)
 _CHECKS: tuple[tuple[str, str, str], ...] = (
     (
@@ -26,6 +30,18 @@ _CHECKS: tuple[tuple[str, str, str], ...] = (
         SELECT format('transaction %s (%s of %s) has no entries', t.id, t.kind, t.payment_id) AS detail
         FROM journal_transactions t
         WHERE NOT EXISTS (SELECT 1 FROM journal_entries e WHERE e.transaction_id = t.id)
+        """,
+    ),
+    # Entries cannot outlive their transaction (journal_entries.transaction_id is a foreign key), but
+    # a transaction's payment_id is not one: a deleted payment would leave its money unexplained.
+    (
+        "no_orphan_transactions",
+        "every journal transaction that names a payment names one that exists",
+        """
+        SELECT format('transaction %s (%s) names payment %s, which does not exist', t.id, t.kind, t.payment_id)
+               AS detail
+        FROM journal_transactions t
+        WHERE t.payment_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.id = t.payment_id)
         """,
     ),
     (
@@ -105,12 +121,130 @@ _CHECKS: tuple[tuple[str, str, str], ...] = (
         JOIN payments p ON p.id = t.payment_id WHERE e.currency <> p.currency
         """,
     ),
+    # A payable booked to another merchant pays that merchant out for this merchant's sale.
     (
-        "unique_idempotency_keys",
-        "no idempotency key is stored twice for a merchant",
+        "payable_is_payment_merchant",
+        "a payment's transactions belong to its merchant and credit only that merchant's payable account",
         """
-        SELECT format('merchant %s key %s stored %s times', merchant_id, key, count(*)) AS detail
-        FROM idempotency_keys GROUP BY merchant_id, key HAVING count(*) > 1
+        SELECT format('transaction %s of payment %s (merchant %s) %s', t.id, p.id, p.merchant_id,
+                      CASE WHEN t.merchant_id <> p.merchant_id THEN 'is recorded for merchant ' || t.merchant_id
+                           ELSE 'books to ' || e.account END) AS detail
+        FROM journal_transactions t JOIN payments p ON p.id = t.payment_id
+        LEFT JOIN journal_entries e ON e.transaction_id = t.id AND e.account LIKE 'merchant\\_payable:%'
+             AND e.account <> 'merchant_payable:' || p.merchant_id
+        WHERE t.merchant_id <> p.merchant_id OR e.id IS NOT NULL
+        """,
+    ),
+    # Settlement is reconciled per provider account, so a receivable must name the one that holds the money.
+    (
+        "receivable_is_payment_provider",
+        "a payment's transactions book its receivable to the provider account that processed it",
+        """
+        SELECT format('entry %s of payment %s books to %s, the payment was processed by %s', e.id, p.id,
+                      e.account, coalesce(p.provider, 'no provider')) AS detail
+        FROM journal_entries e JOIN journal_transactions t ON t.id = e.transaction_id
+        JOIN payments p ON p.id = t.payment_id
+        WHERE e.account LIKE 'provider\\_receivable:%'
+          AND e.account IS DISTINCT FROM 'provider_receivable:' || p.provider
+        """,
+    ),
+    # Reads serve the stored body while the state machine and the other checks use the columns; if
+    # they disagree the merchant is told something the ledger does not show.
+    (
+        "body_matches_columns",
+        "each payment's stored API object agrees with its columns",
+        """
+        SELECT format('payment %s body disagrees with its columns: %s', p.id, array_to_string(d.fields, '; '))
+               AS detail
+        FROM payments p
+        CROSS JOIN LATERAL (SELECT array_remove(ARRAY[
+            CASE WHEN p.body->>'id' IS DISTINCT FROM p.id
+                 THEN format('id %s <> %s', coalesce(p.body->>'id', '(missing)'), p.id) END,
+            CASE WHEN p.body->>'status' IS DISTINCT FROM p.status
+                 THEN format('status %s <> %s', coalesce(p.body->>'status', '(missing)'), p.status) END,
+            CASE WHEN p.body->>'amount' IS DISTINCT FROM p.amount::text
+                 THEN format('amount %s <> %s', coalesce(p.body->>'amount', '(missing)'), p.amount) END,
+            CASE WHEN p.body->>'currency' IS DISTINCT FROM p.currency
+                 THEN format('currency %s <> %s', coalesce(p.body->>'currency', '(missing)'), p.currency) END,
+            CASE WHEN p.body->>'amount_captured' IS DISTINCT FROM p.amount_captured::text
+                 THEN format('amount_captured %s <> %s', coalesce(p.body->>'amount_captured', '(missing)'),
+                             p.amount_captured) END,
+            CASE WHEN p.body->>'amount_refunded' IS DISTINCT FROM p.amount_refunded::text
+                 THEN format('amount_refunded %s <> %s', coalesce(p.body->>'amount_refunded', '(missing)'),
+                             p.amount_refunded) END
+        ], NULL) AS fields) d
+        WHERE cardinality(d.fields) > 0
+        """,
+    ),
+    # The kind decides which template the other checks expect, so a relabelled transaction (a capture
+    # booked as a refund) would otherwise pass every sum.
+    (
+        "kind_matches_operation",
+        "each transaction's kind agrees with the operation it names",
+        f"""
+        SELECT format('%s transaction %s of payment %s names %s, %s', t.kind, t.id, t.payment_id,
+                      t.operation_id, x.problem) AS detail
+        FROM journal_transactions t
+        LEFT JOIN payment_operations o ON o.id = t.operation_id
+        LEFT JOIN refunds r ON r.id = t.operation_id
+        CROSS JOIN LATERAL (SELECT CASE
+            WHEN t.kind IN ('sale', 'authorize') THEN
+                CASE WHEN t.operation_id IS DISTINCT FROM t.payment_id THEN 'expected its payment id' END
+            WHEN t.kind = 'refund' THEN CASE
+                WHEN r.id IS NULL THEN 'which is no refund'
+                WHEN r.payment_id IS DISTINCT FROM t.payment_id THEN 'a refund of payment ' || r.payment_id
+                WHEN o.id IS NOT NULL AND (o.kind <> 'refund' OR o.payment_id IS DISTINCT FROM t.payment_id)
+                    THEN format('which is a %s operation of payment %s', o.kind, o.payment_id)
+            END
+            WHEN t.kind IN ('capture', 'void') THEN CASE
+                WHEN o.id IS NOT NULL THEN
+                    CASE WHEN o.kind <> t.kind OR o.payment_id IS DISTINCT FROM t.payment_id
+                         THEN format('which is a %s operation of payment %s', o.kind, o.payment_id) END
+                WHEN t.created < {_INTENTS_SINCE} AND t.kind = 'void' AND t.operation_id = t.payment_id THEN NULL
+                WHEN t.created < {_INTENTS_SINCE} AND t.kind = 'capture' AND r.id IS NULL
+                     AND t.operation_id IS DISTINCT FROM t.payment_id THEN NULL
+                ELSE 'which is no ' || t.kind || ' operation'
+            END
+            ELSE 'an unknown kind of transaction'
+        END AS problem) x
+        WHERE x.problem IS NOT NULL
+        """,
+    ),
+    # Intent first: an operation is booked exactly when it succeeded, in the batch that closed it.
+    (
+        "operations_booked",
+        "each succeeded capture, void or refund has exactly one transaction; any other has none",
+        """
+        SELECT format('%s operation %s of payment %s is %s and has %s journal transactions', o.kind, o.id,
+                      o.payment_id, o.status, count(t.id)) AS detail
+        FROM payment_operations o LEFT JOIN journal_transactions t ON t.operation_id = o.id
+        GROUP BY o.id, o.kind, o.payment_id, o.status
+        HAVING count(t.id) <> CASE WHEN o.status = 'succeeded' THEN 1 ELSE 0 END
+        """,
+    ),
+    # The primary key already makes a duplicate key impossible. What can go wrong is a finished key
+    # whose stored answer names an object the books lack (or another merchant's): every retry of
+    # that request would be told of money the ledger does not show.
+    (
+        "idempotent_responses_exist",
+        "every stored payment, capture, void or refund answer names this merchant's payment (and refund)",
+        """
+        WITH stored AS (
+            SELECT merchant_id, key, endpoint, convert_from(response, 'UTF8')::json AS body
+            FROM idempotency_keys
+            WHERE status_code BETWEEN 200 AND 299 AND endpoint LIKE 'POST /v1/payments%'
+        )
+        SELECT format('merchant %s key %s (%s) replays %s %s, which %s', s.merchant_id, s.key, s.endpoint,
+                      coalesce(s.body->>'object', 'nothing'), s.body->>'id',
+                      CASE WHEN p.id IS NULL THEN 'names no payment'
+                           WHEN p.merchant_id <> s.merchant_id THEN 'belongs to merchant ' || p.merchant_id
+                           ELSE 'is no refund of payment ' || p.id END) AS detail
+        FROM stored s
+        LEFT JOIN payments p
+               ON p.id = CASE WHEN s.body->>'object' = 'refund' THEN s.body->>'payment' ELSE s.body->>'id' END
+        LEFT JOIN refunds r ON s.body->>'object' = 'refund' AND r.id = s.body->>'id'
+        WHERE p.id IS NULL OR p.merchant_id <> s.merchant_id
+           OR (s.body->>'object' = 'refund' AND r.payment_id IS DISTINCT FROM p.id)
         """,
     ),
 )
@@ -134,6 +268,11 @@ class VerifyReport(msgspec.Struct, frozen=True):
         """True when no check found a violation."""
         return all(not check.violations for check in self.checks)
 
+    @property
+    def failed(self) -> set[str]:
+        """Names of the checks that found at least one violation."""
+        return {check.name for check in self.checks if check.violations}
+
     def render(self) -> str:
         """Human-readable report, one line per check and one per violation."""
         lines = []
@@ -146,7 +285,15 @@ class VerifyReport(msgspec.Struct, frozen=True):
 
 
 async def verify_ledger(connection: asyncpg.Connection | asyncpg.Pool, limit: int = 20) -> VerifyReport:
-    """Run every invariant check in one repeatable-read snapshot and report the violations."""
+    """Run every invariant check in one repeatable-read snapshot and report the violations.
+
+    Args:
+        connection: A connection to the migrated database, or a pool to take one from.
+        limit: Most violations listed per check.
+
+    Returns:
+        One result per check, in the order the checks are defined.
+    """
     results = []
     if isinstance(connection, asyncpg.Pool):
         async with connection.acquire() as conn:

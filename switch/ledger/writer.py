@@ -131,11 +131,74 @@ class IdempotencyFinish(msgspec.Struct, frozen=True, kw_only=True):
     response: bytes
 
 
+class IdempotencyRelease(msgspec.Struct, frozen=True, kw_only=True):
+    """Drop an unfinished reservation: the request certainly did nothing, so its retry may run anew."""
+
+    merchant_id: str
+    key: str
+
+
+class OperationInsert(msgspec.Struct, frozen=True, kw_only=True):
+    """A capture, void or refund intent; claims its payment (one open operation per payment)."""
+
+    id: str
+    payment_id: str
+    merchant_id: str
+    kind: str
+    amount: int
+    currency: str
+    provider: str
+    provider_key: str
+    params: str
+    idempotency_key: str | None
+    # The claim holds only while the payment is still at the version the request read its state at.
+    expected_version: int
+    lease_until: int
+    created: int
+
+
+class OperationClose(msgspec.Struct, frozen=True, kw_only=True):
+    """Close an open operation with its outcome; applies only while it is still open."""
+
+    id: str
+    status: str
+    outcome: str | None
+    code: str | None
+    provider_reference: str | None
+    finished: int
+
+
+class OperationTouch(msgspec.Struct, frozen=True, kw_only=True):
+    """Bookkeeping of an operation that stays open: who may drive it next, and when to look again."""
+
+    id: str
+    lease_until: int
+    checks: int
+    next_check: int
+    stuck_since: int | None
+
+
+class AttemptCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """Recovery's bookkeeping of an attempt it could not settle yet (``status`` None: unchanged)."""
+
+    id: str
+    checks: int
+    next_check: int
+    stuck_since: int | None
+    status: str | None = None
+
+
 class WriteOp(msgspec.Struct, kw_only=True):
-    """Everything one request writes, committed atomically with the rest of its batch."""
+    """Everything one request writes, committed atomically with the rest of its batch.
+
+    ``isolated`` ops (recovery's settlements) are written in a transaction of their own, so that
+    a row one of them gets wrong can never fail the batch of unrelated requests.
+    """
 
     reserve: IdempotencyReserve | None = None
     event: EventClaim | None = None
+    operation: OperationInsert | None = None
+    operation_close: OperationClose | None = None
     payment_update: PaymentUpdate | None = None
     payments: list[PaymentInsert] = msgspec.field(default_factory=list)
     attempts: list[AttemptInsert] = msgspec.field(default_factory=list)
@@ -143,22 +206,41 @@ class WriteOp(msgspec.Struct, kw_only=True):
     refunds: list[RefundInsert] = msgspec.field(default_factory=list)
     journal: list[JournalTransaction] = msgspec.field(default_factory=list)
     finish: list[IdempotencyFinish] = msgspec.field(default_factory=list)
+    release: list[IdempotencyRelease] = msgspec.field(default_factory=list)
+    operation_touches: list[OperationTouch] = msgspec.field(default_factory=list)
+    attempt_checks: list[AttemptCheck] = msgspec.field(default_factory=list)
+    isolated: bool = False
 
     @property
     def conditional(self) -> bool:
         """True when part of the op depends on what the database holds (needs a transaction)."""
-        return self.reserve is not None or self.event is not None or self.payment_update is not None
+        return (
+            self.reserve is not None
+            or self.event is not None
+            or self.operation is not None
+            or self.operation_close is not None
+            or self.payment_update is not None
+        )
 
 
 class WriteResult(msgspec.Struct, frozen=True):
     """What happened to one op.
 
     ``reserved`` is False when its idempotency key was already taken; ``fresh_event`` is False when
-    its provider notification had been recorded before. Either way nothing of the op was written.
+    its provider notification had been recorded before; ``claimed`` is False when its payment
+    already had an open operation; ``closed`` is False when its operation had been closed by
+    someone else. In each case nothing of the op was written.
     """
 
     reserved: bool = True
     fresh_event: bool = True
+    claimed: bool = True
+    closed: bool = True
+
+    @property
+    def applied(self) -> bool:
+        """True when the op was written."""
+        return self.reserved and self.fresh_event and self.claimed and self.closed
 
 
 _SQL_RESERVE = """
@@ -232,6 +314,20 @@ WITH payments_in AS (
     UPDATE idempotency_keys AS k SET status_code = u.s, response = u.r
     FROM unnest($51::text[], $52::text[], $53::int[], $54::bytea[]) AS u(m, key, s, r)
     WHERE k.merchant_id = u.m AND k.key = u.key
+), released AS (
+    DELETE FROM idempotency_keys AS k
+    USING unnest($55::text[], $56::text[]) AS u(m, key)
+    WHERE k.merchant_id = u.m AND k.key = u.key AND k.status_code = 0
+), touched AS (
+    UPDATE payment_operations AS o
+    SET lease_until = u.lu, checks = u.n, next_check = u.nc, stuck_since = u.st
+    FROM unnest($57::text[], $58::bigint[], $59::int[], $60::bigint[], $61::bigint[]) AS u(id, lu, n, nc, st)
+    WHERE o.id = u.id AND o.status = 'open'
+), checked AS (
+    UPDATE payment_attempts AS t
+    SET checks = u.n, next_check = u.nc, stuck_since = u.st, status = coalesce(u.s, t.status)
+    FROM unnest($62::text[], $63::int[], $64::bigint[], $65::bigint[], $66::text[]) AS u(id, n, nc, st, s)
+    WHERE t.id = u.id AND t.status IN ('intent', 'unknown')
 )
 SELECT 1
 """
@@ -252,6 +348,46 @@ _JOURNAL_COLUMNS = ("id", "merchant_id", "payment_id", "kind", "operation_id", "
 _ENTRY_COLUMNS = ("account", "currency", "phase", "amount")
 _FINISH_COLUMNS = ("merchant_id", "key", "status_code", "response")
 
+_OPERATION_COLUMNS = (
+    "id", "payment_id", "merchant_id", "kind", "amount", "currency", "provider", "provider_key", "params",
+    "idempotency_key", "expected_version", "lease_until", "created",
+)  # fmt: skip
+_CLOSE_COLUMNS = ("id", "status", "outcome", "code", "provider_reference", "finished")
+_TOUCH_COLUMNS = ("id", "lease_until", "checks", "next_check", "stuck_since")
+_ATTEMPT_CHECK_COLUMNS = ("id", "checks", "next_check", "stuck_since", "status")
+_RELEASE_COLUMNS = ("merchant_id", "key")
+
+# The partial unique index on open operations is the one-writer-per-payment rule; a claim that
+# meets it is refused without an error, so a racing worker is told before it calls anyone. The
+# batch holds the payment rows' locks (_SQL_LOCK_PAYMENTS) before this statement starts, so its
+# version test reads the latest committed version, never one a concurrent close just replaced.
+_SQL_CLAIM_OPERATION = """
+INSERT INTO payment_operations (id, payment_id, merchant_id, kind, amount, currency, provider, provider_key,
+                                status, params, idempotency_key, lease_until, next_check, created)
+SELECT id, p, m, k, a, c, pr, pk, 'open', par::json, ik, lu, cr, cr
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[],
+            $9::text[], $10::text[], $11::int[], $12::bigint[], $13::bigint[])
+     AS u(id, p, m, k, a, c, pr, pk, par, ik, v, lu, cr)
+WHERE EXISTS (SELECT 1 FROM payments AS q WHERE q.id = u.p AND q.version = u.v)
+ON CONFLICT (payment_id) WHERE status = 'open' DO NOTHING
+RETURNING id
+"""
+
+_SQL_CLOSE_OPERATION = """
+UPDATE payment_operations AS o
+SET status = u.s, outcome = u.o, code = u.c, provider_reference = u.pr, finished = u.f, stuck_since = NULL
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) AS u(id, s, o, c, pr, f)
+WHERE o.id = u.id AND o.status = 'open'
+RETURNING o.id
+"""
+
+# Every batch that claims, closes or updates payments locks those rows first, in id order: claims
+# and closes then never deadlock with each other across workers, and each sees the other's commit.
+_SQL_LOCK_PAYMENTS = "SELECT id FROM payments WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
+
+_SQL_DROP_OPERATION = "DELETE FROM payment_operations WHERE id = ANY($1::text[])"
+_SQL_REOPEN_OPERATION = "UPDATE payment_operations SET status = 'open', finished = NULL WHERE id = ANY($1::text[])"
+
 _SQL_RELEASE = """
 DELETE FROM idempotency_keys AS k
 USING unnest($1::text[], $2::text[]) AS u(m, key)
@@ -260,7 +396,7 @@ WHERE k.merchant_id = u.m AND k.key = u.key AND k.status_code = 0
 
 
 def _reserved(result: WriteResult | Exception) -> bool:
-    return not isinstance(result, WriteResult) or (result.reserved and result.fresh_event)
+    return isinstance(result, WriteResult) and result.applied
 
 
 def _columns(rows: list[Any], names: tuple[str, ...]) -> list[list[Any]]:
@@ -332,7 +468,6 @@ class GroupCommitWriter:
         return await future
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             if not self._queue:
                 if self._closing:
@@ -342,30 +477,40 @@ class GroupCommitWriter:
                 continue
             batch = self._queue[: self._max_batch]
             del self._queue[: self._max_batch]
-            started = loop.time()
-            try:
-                results = await self._write_batch(batch)
-            except Exception as exc:  # every failure mode must fail the batch, never the loop
-                self.batches_failed += 1
-                if self.on_failure is not None:
-                    self.on_failure()
-                logger.error("ledger batch of %d ops failed: %s", len(batch), type(exc).__name__)
-                await self._reset_connection()
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(LedgerUnavailable())
+            shared = [pending for pending in batch if not pending.op.isolated]
+            if shared:
+                await self._commit(shared)
+            for pending in batch:
+                if pending.op.isolated:
+                    await self._commit([pending])
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        """Write ``batch`` in one transaction and resolve its futures; never raises."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            results = await self._write_batch(batch)
+        except Exception as exc:  # every failure mode must fail the batch, never the loop
+            self.batches_failed += 1
+            if self.on_failure is not None:
+                self.on_failure()
+            logger.error("ledger batch of %d ops failed: %s %s", len(batch), type(exc).__name__, exc)
+            await self._reset_connection()
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(LedgerUnavailable())
+            return
+        self.batches_committed += 1
+        self.ops_committed += len(batch)
+        if self.on_batch is not None:
+            self.on_batch(len(batch), loop.time() - started)
+        for pending, result in zip(batch, results, strict=True):
+            if pending.future.done():
                 continue
-            self.batches_committed += 1
-            self.ops_committed += len(batch)
-            if self.on_batch is not None:
-                self.on_batch(len(batch), loop.time() - started)
-            for pending, result in zip(batch, results, strict=True):
-                if pending.future.done():
-                    continue
-                if isinstance(result, Exception):
-                    pending.future.set_exception(result)
-                else:
-                    pending.future.set_result(result)
+            if isinstance(result, Exception):
+                pending.future.set_exception(result)
+            else:
+                pending.future.set_result(result)
 
     async def _reset_connection(self) -> None:
         if self._connection is not None:
@@ -393,8 +538,35 @@ class GroupCommitWriter:
     async def _apply_conditions(
         self, connection: asyncpg.Connection, batch: list[_Pending], results: list[WriteResult | Exception]
     ) -> list[int]:
-        """Run the conditional statements; return the indexes of ops that go on."""
-        live = list(range(len(batch)))
+        """Run the conditional statements in order; return the indexes of ops that go on.
+
+        An op that passes one step and fails a later one leaves no trace of the earlier steps: its
+        reservation is released, its notification unrecorded, its claim dropped, its close undone.
+        """
+        passed: dict[str, set[int]] = {"reserve": set(), "event": set(), "claim": set(), "close": set()}
+        touched = sorted(
+            {op.operation.payment_id for op in (p.op for p in batch) if op.operation is not None}
+            | {op.payment_update.id for op in (p.op for p in batch) if op.payment_update is not None}
+        )
+        if touched:
+            await connection.execute(_SQL_LOCK_PAYMENTS, touched)
+        live = await self._reserve(connection, batch, results, list(range(len(batch))), passed["reserve"])
+        live = await self._claim_events(connection, batch, results, live, passed["event"])
+        live = await self._claim_operations(connection, batch, results, live, passed["claim"])
+        live = await self._close_operations(connection, batch, results, live, passed["close"])
+        live = await self._update_payments(connection, batch, results, live)
+        survivors = set(live)
+        await self._undo(connection, batch, {step: ops - survivors for step, ops in passed.items()})
+        return live
+
+    async def _reserve(
+        self,
+        connection: asyncpg.Connection,
+        batch: list[_Pending],
+        results: list[WriteResult | Exception],
+        live: list[int],
+        passed: set[int],
+    ) -> list[int]:
         reserving = []
         claimed: set[tuple[str, str]] = set()
         for i in live:
@@ -416,10 +588,83 @@ class GroupCommitWriter:
             for i in reserving:
                 reserve = batch[i].op.reserve
                 assert reserve is not None
-                if (reserve.merchant_id, reserve.key) not in won:
+                if (reserve.merchant_id, reserve.key) in won:
+                    passed.add(i)
+                else:
                     results[i] = WriteResult(reserved=False)
-        live = [i for i in live if _reserved(results[i])]
-        live = await self._claim_events(connection, batch, results, live)
+        return [i for i in live if _reserved(results[i])]
+
+    async def _claim_operations(
+        self,
+        connection: asyncpg.Connection,
+        batch: list[_Pending],
+        results: list[WriteResult | Exception],
+        live: list[int],
+        passed: set[int],
+    ) -> list[int]:
+        claiming: list[int] = []
+        payments: set[str] = set()
+        for i in live:
+            operation = batch[i].op.operation
+            if operation is None:
+                continue
+            if operation.payment_id in payments:
+                results[i] = WriteResult(claimed=False)  # one writer per payment, inside a batch too
+                continue
+            payments.add(operation.payment_id)
+            claiming.append(i)
+        if claiming:
+            rows = [batch[i].op.operation for i in claiming]
+            got = await connection.fetch(_SQL_CLAIM_OPERATION, *_columns(rows, _OPERATION_COLUMNS))
+            won = {r["id"] for r in got}
+            for i in claiming:
+                operation = batch[i].op.operation
+                assert operation is not None
+                if operation.id in won:
+                    passed.add(i)
+                else:
+                    results[i] = WriteResult(claimed=False)
+        return [i for i in live if _reserved(results[i])]
+
+    async def _close_operations(
+        self,
+        connection: asyncpg.Connection,
+        batch: list[_Pending],
+        results: list[WriteResult | Exception],
+        live: list[int],
+        passed: set[int],
+    ) -> list[int]:
+        closing: list[int] = []
+        seen: set[str] = set()
+        for i in live:
+            close = batch[i].op.operation_close
+            if close is None:
+                continue
+            if close.id in seen:
+                results[i] = WriteResult(closed=False)
+                continue
+            seen.add(close.id)
+            closing.append(i)
+        if closing:
+            rows = [batch[i].op.operation_close for i in closing]
+            got = await connection.fetch(_SQL_CLOSE_OPERATION, *_columns(rows, _CLOSE_COLUMNS))
+            won = {r["id"] for r in got}
+            for i in closing:
+                close = batch[i].op.operation_close
+                assert close is not None
+                if close.id in won:
+                    passed.add(i)
+                else:
+                    results[i] = WriteResult(closed=False)
+        return [i for i in live if _reserved(results[i])]
+
+    async def _update_payments(
+        self,
+        connection: asyncpg.Connection,
+        batch: list[_Pending],
+        results: list[WriteResult | Exception],
+        live: list[int],
+    ) -> list[int]:
         updating = [i for i in live if batch[i].op.payment_update is not None]
         lost: set[int] = set()
         first_for_payment: dict[str, int] = {}
@@ -444,16 +689,22 @@ class GroupCommitWriter:
                 if update.id not in updated:
                     results[i] = ConcurrentUpdate(update.id)
                     lost.add(i)
-        live = [i for i in live if i not in lost]
-        # An op that reserved its key but lost the update must leave no trace.
-        undo = [batch[i].op.reserve for i in sorted(lost) if batch[i].op.reserve is not None]
+        return [i for i in live if i not in lost]
+
+    async def _undo(self, connection: asyncpg.Connection, batch: list[_Pending], failed: dict[str, set[int]]) -> None:
+        undo = [batch[i].op.reserve for i in sorted(failed["reserve"])]
         if undo:
             await connection.execute(_SQL_RELEASE, *_columns(undo, ("merchant_id", "key")))
-        # Likewise a notification whose payment update lost is not recorded, so its retry applies.
-        unclaim = [batch[i].op.event for i in sorted(lost) if batch[i].op.event is not None]
+        # A notification whose payment update lost is not recorded, so its retry applies.
+        unclaim = [batch[i].op.event for i in sorted(failed["event"])]
         if unclaim:
             await connection.execute(_SQL_UNCLAIM_EVENT, *_columns(unclaim, ("account", "event_id")))
-        return live
+        dropped = [batch[i].op.operation for i in sorted(failed["claim"])]
+        if dropped:
+            await connection.execute(_SQL_DROP_OPERATION, [o.id for o in dropped if o is not None])
+        reopened = [batch[i].op.operation_close for i in sorted(failed["close"])]
+        if reopened:
+            await connection.execute(_SQL_REOPEN_OPERATION, [c.id for c in reopened if c is not None])
 
     async def _claim_events(
         self,
@@ -461,6 +712,7 @@ class GroupCommitWriter:
         batch: list[_Pending],
         results: list[WriteResult | Exception],
         live: list[int],
+        passed: set[int],
     ) -> list[int]:
         claiming: list[int] = []
         seen: set[tuple[str, str]] = set()
@@ -481,7 +733,9 @@ class GroupCommitWriter:
             for i in claiming:
                 event = batch[i].op.event
                 assert event is not None
-                if (event.account, event.event_id) not in fresh:
+                if (event.account, event.event_id) in fresh:
+                    passed.add(i)
+                else:
                     results[i] = WriteResult(fresh_event=False)
         return [i for i in live if _reserved(results[i])]
 
@@ -496,6 +750,9 @@ class GroupCommitWriter:
             [[t.id for t in journal for _ in t.entries]],
             _columns([e for t in journal for e in t.entries], _ENTRY_COLUMNS),
             _columns([f for op in ops for f in op.finish], _FINISH_COLUMNS),
+            _columns([r for op in ops for r in op.release], _RELEASE_COLUMNS),
+            _columns([t for op in ops for t in op.operation_touches], _TOUCH_COLUMNS),
+            _columns([c for op in ops for c in op.attempt_checks], _ATTEMPT_CHECK_COLUMNS),
         )
         if any(column for group in rows for column in group[:1]):
             await connection.execute(_SQL_ROWS, *(column for group in rows for column in group))

@@ -230,6 +230,10 @@ class Payment(msgspec.Struct, kw_only=True):
     risk: dict[str, Any] | None = None
     decline: DeclineOut | None = None
     next_action: dict[str, Any] | None = None
+    # Why a payment is ``pending``: ``provider_outcome_unknown`` (the provider's answer was lost;
+    # recovery settles it), ``awaiting_customer`` (voucher, wallet, redirect) or
+    # ``awaiting_settlement`` (a debit or transfer the provider confirms later).
+    pending_reason: str | None = None
     reference: str | None = None
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     livemode: bool = False

@@ -30,6 +30,7 @@ def apply_outcome(merchant_id: str, payment: Payment, result: ProviderResult) ->
     no money.
     """
     payment.provider_reference = result.provider_reference or payment.provider_reference
+    payment.pending_reason = pending_reason(result)
     if result.outcome is Outcome.APPROVED:
         payment.decline = None
         payment.next_action = None
@@ -60,6 +61,15 @@ def apply_outcome(merchant_id: str, payment: Payment, result: ProviderResult) ->
     )
     payment.next_action = result.next_action
     return []
+
+
+def pending_reason(result: ProviderResult) -> str | None:
+    """Why a payment with this outcome is ``pending``, or None when it is not pending."""
+    if result.outcome is Outcome.UNKNOWN:
+        return "provider_outcome_unknown"
+    if result.outcome is Outcome.PENDING:
+        return "awaiting_customer" if result.next_action else "awaiting_settlement"
+    return None
 
 
 def payment_row(merchant_id: str, payment: Payment, body: bytes) -> PaymentInsert:

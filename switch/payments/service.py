@@ -1,8 +1,11 @@
-"""The payment state machine: authorize, capture, void and refund, each ending in one group commit.
+"""The payment state machine: authorize, capture, void and refund, intent first.
 
-Every operation follows the same shape: claim the idempotency key, check the state, call the
-provider, then write the new state, its journal transaction and the stored response in one
-ledger batch, and answer only after that batch committed.
+Every operation follows the same shape: claim the idempotency key, check the state, write the
+intent (with the durable key reservation) before calling the provider, call it with a key derived
+from the intent, then write the new state, its journal transaction and the stored response in one
+ledger batch, and answer only after that batch committed. An outcome that is not the provider's
+verdict never cascades: it is resolved by replay and look-up, or left to recovery (DESIGN
+section 3). Capture, void and refund live in :mod:`switch.payments.operations`.
 """
 
 from __future__ import annotations
@@ -16,28 +19,11 @@ from collections.abc import Awaitable, Callable, Mapping
 import asyncpg
 import msgspec
 
-from adapters.base import (
-    AuthorizeRequest,
-    CaptureRequest,
-    Outcome,
-    ProviderAdapter,
-    ProviderResult,
-    RefundRequest,
-    SyncRequest,
-    VoidRequest,
-)
+from adapters.base import AuthorizeRequest, FlowNotSupported, Outcome, ProviderAdapter, ProviderResult, SyncRequest
 from switch import money
 from switch.errors import PaymentError
 from switch.ids import new_id
-from switch.ledger import postings
-from switch.ledger.writer import (
-    AttemptInsert,
-    AttemptUpdate,
-    GroupCommitWriter,
-    PaymentUpdate,
-    RefundInsert,
-    WriteOp,
-)
+from switch.ledger.writer import AttemptInsert, AttemptUpdate, GroupCommitWriter, WriteOp
 from switch.merchants import Merchant
 from switch.metrics import Metrics
 from switch.payments.idempotency import IdempotencyGuard, IdempotencyRequest, Replay
@@ -45,7 +31,6 @@ from switch.payments.locks import KeyedLocks
 from switch.payments.methods import prepare_method
 from switch.payments.model import (
     ENCODER,
-    PAYMENT_DECODER,
     AttemptOut,
     CaptureCreate,
     Payment,
@@ -55,8 +40,17 @@ from switch.payments.model import (
     RoutingOut,
     VoidCreate,
 )
+from switch.payments.operations import (
+    ID_PREFIX,
+    Operation,
+    OperationDriver,
+    OperationKind,
+    OperationParams,
+    load_payment,
+    provider_key_for,
+)
 from switch.payments.outcome import apply_outcome, payment_row
-from switch.payments.state import PaymentState, check_capture, check_refund, check_void, derive_status
+from switch.payments.state import PaymentState, check_capture, check_refund, check_void
 from switch.routing.plan import NoRoute, may_cascade, priority_plan
 from switch.vault.cards import Vault
 
@@ -65,9 +59,8 @@ _ATTEMPT_REQUEST_ENCODER = msgspec.json.Encoder()
 _METADATA_DECODER = msgspec.json.Decoder(dict[str, str])
 _ID_SHAPE = re.compile(r"[A-Za-z0-9_]{1,64}")
 
-# A mutation checks the state, calls the provider and returns (status, body, ledger op).
-_Mutation = Callable[[Payment, PaymentState, ProviderAdapter | None, str], Awaitable[tuple[int, bytes, WriteOp]]]
-_Call = Callable[[ProviderAdapter], Awaitable[ProviderResult]]
+# A mutation's plan checks the payment's state and returns the amount and parameters to act on.
+_Plan = Callable[[PaymentState], tuple[int, OperationParams]]
 
 
 class Response(msgspec.Struct, frozen=True):
@@ -106,6 +99,9 @@ class PaymentService:
         self._provider_timeout_s = provider_timeout_s
         self._metrics = metrics or Metrics()
         self._locks = locks or KeyedLocks()
+        self._operations = OperationDriver(
+            pool=pool, writer=writer, adapters=adapters, provider_timeout_s=provider_timeout_s
+        )
 
     # ------------------------------------------------------------------ authorize
 
@@ -192,29 +188,27 @@ class PaymentService:
             pending_updates = []
             adapter = self._adapters[provider]
             started = time.perf_counter()
-            result = await self._call_authorize(
-                adapter,
-                AuthorizeRequest(
-                    payment_id=payment.id,
-                    attempt_id=attempt_id,
-                    idempotency_key=f"{merchant.id}:{idem.key}" if idem is not None else attempt_id,
-                    amount=payment.amount,
-                    currency=payment.currency,
-                    method_type=method.method_type,
-                    card=method.card,
-                    details=method.details,
-                    return_url=method.return_url,
-                    capture=request.capture == "automatic",
-                    reference=request.reference,
-                    customer_email=customer.email if customer else None,
-                    customer_country=customer.country if customer else None,
-                    customer_ip=customer.ip if customer else None,
-                    customer_name=(customer.name if customer and customer.name else None) or method.holder_name,
-                ),
+            authorize = AuthorizeRequest(
+                payment_id=payment.id,
+                attempt_id=attempt_id,
+                # Derived from the durable intent, so every replay of this attempt is the same request.
+                idempotency_key=provider_key_for(attempt_id),
+                amount=payment.amount,
+                currency=payment.currency,
+                method_type=method.method_type,
+                card=method.card,
+                details=method.details,
+                return_url=method.return_url,
+                capture=request.capture == "automatic",
+                reference=request.reference,
+                customer_email=customer.email if customer else None,
+                customer_country=customer.country if customer else None,
+                customer_ip=customer.ip if customer else None,
+                customer_name=(customer.name if customer and customer.name else None) or method.holder_name,
             )
+            result = await self._call_authorize(adapter, authorize)
             if result.outcome is Outcome.UNKNOWN:
-                # A status call is safe (read-only) and usually settles the question at once.
-                result = await self._call_sync(adapter, payment.id, attempt_id, result)
+                result = await self._resolve_unknown(adapter, authorize, payment.created, result)
             elapsed = time.perf_counter() - started
             latency_ms = int(elapsed * 1000)
             self._metrics.provider_calls.labels(provider, "authorize", result.outcome.value).observe(elapsed)
@@ -246,28 +240,35 @@ class PaymentService:
             return ProviderResult(
                 outcome=Outcome.UNKNOWN, code="timeout", message="the provider did not answer in time"
             )
+        except FlowNotSupported:
+            return ProviderResult(outcome=Outcome.TECHNICAL, code="flow_not_supported", message="not supported")
         except Exception as exc:
-            # Adapters turn provider failures into outcomes; an exception means the call could not
-            # be made (unsupported flow, bad configuration), so nothing was authorized.
+            # Adapters turn provider failures into outcomes; one that raised anyway may have sent
+            # the request first, which is not proof that nothing was authorized.
             logger.warning("adapter %s raised %s on authorize", adapter.name, type(exc).__name__)
-            return ProviderResult(outcome=Outcome.TECHNICAL, code="adapter_error", message="the provider call failed")
+            return ProviderResult(outcome=Outcome.UNKNOWN, code="adapter_error", message="the provider call failed")
 
-    async def _call_sync(
-        self, adapter: ProviderAdapter, payment_id: str, attempt_id: str, previous: ProviderResult
+    async def _resolve_unknown(
+        self, adapter: ProviderAdapter, request: AuthorizeRequest, attempted_at: int, previous: ProviderResult
     ) -> ProviderResult:
+        """Settle an unknown outcome in order of trust: replay with the same key, then look it up."""
+        replayed = await self._call_authorize(adapter, request)
+        if replayed.outcome is not Outcome.UNKNOWN:
+            return replayed
         try:
             async with asyncio.timeout(self._provider_timeout_s):
-                synced = await adapter.sync(
+                found = await adapter.sync(
                     SyncRequest(
-                        payment_id=payment_id, provider_reference=previous.provider_reference, attempt_id=attempt_id
+                        payment_id=request.payment_id,
+                        provider_reference=replayed.provider_reference or previous.provider_reference,
+                        attempt_id=request.attempt_id,
+                        attempted_at=float(attempted_at),
                     )
                 )
-        except Exception:  # no answer is still an unknown outcome; recovery retries later
+        except Exception:  # a failed look-up proves nothing; the payment answers pending
             return previous
-        if synced.outcome is Outcome.DECLINED_HARD and synced.code == "resource_missing":
-            # The provider never received the request: nothing was authorized.
-            return ProviderResult(outcome=Outcome.TECHNICAL, code=previous.code or "timeout", message=previous.message)
-        return synced
+        # The adapter applies the outcome rule: a look-up that lags answers unknown, not "nothing".
+        return found if found.outcome is not Outcome.UNKNOWN else previous
 
     async def _finish_authorization(
         self,
@@ -367,53 +368,6 @@ class PaymentService:
 
     # ------------------------------------------------------------------ mutations
 
-    async def _load(self, merchant: Merchant, payment_id: str) -> tuple[Payment, PaymentState, int, str]:
-        if not _plausible_id(payment_id):
-            raise _missing("payment", payment_id)
-        row = await self._pool.fetchrow(
-            "SELECT body::text AS body, status, amount, amount_captured, amount_refunded, capture_closed, version,"
-            " provider FROM payments WHERE id = $1 AND merchant_id = $2",
-            payment_id,
-            merchant.id,
-        )
-        if row is None:
-            raise _missing("payment", payment_id)
-        state = PaymentState(
-            status=row["status"],
-            amount=row["amount"],
-            amount_captured=row["amount_captured"],
-            amount_refunded=row["amount_refunded"],
-            capture_closed=row["capture_closed"],
-        )
-        return PAYMENT_DECODER.decode(row["body"]), state, row["version"], row["provider"] or ""
-
-    async def _mutate(
-        self, merchant: Merchant, payment_id: str, idem: IdempotencyRequest | None, action: _Mutation
-    ) -> Response:
-        async def run() -> Response:
-            async with self._locks.hold(payment_id):
-                payment, state, version, provider = await self._load(merchant, payment_id)
-                status_code, body, op = await action(payment, state, self._adapters.get(provider), provider)
-                op.payment_update = PaymentUpdate(
-                    id=payment.id,
-                    expected_version=version,
-                    status=payment.status,
-                    amount_captured=payment.amount_captured,
-                    amount_refunded=payment.amount_refunded,
-                    capture_closed=state.capture_closed,
-                    body=ENCODER.encode(payment).decode(),
-                )
-                if idem is not None:
-                    op.reserve = idem.reserve_row()
-                    op.finish.append(idem.finish_row(status_code, body))
-                written = await self._writer.submit(op)
-                if not written.reserved:
-                    assert idem is not None
-                    return _replayed(await self._idempotency.durable_replay(idem))
-            return Response(status_code, body)
-
-        return await self._idempotent(idem, run)
-
     async def capture(
         self, merchant: Merchant, payment_id: str, request: CaptureCreate, idem: IdempotencyRequest | None
     ) -> Response:
@@ -422,171 +376,110 @@ class PaymentService:
         Without ``final``, a partial capture leaves the rest capturable; ``final: true`` releases it.
         """
 
-        async def action(
-            payment: Payment, state: PaymentState, adapter: ProviderAdapter | None, provider: str
-        ) -> tuple[int, bytes, WriteOp]:
-            amount = check_capture(state, request.amount)
-            capture_id = new_id("cap")
-            result = await self._provider_call(
-                adapter,
-                "capture",
-                lambda a: a.capture(
-                    CaptureRequest(
-                        payment_id=payment.id,
-                        provider_reference=payment.provider_reference or "",
-                        idempotency_key=capture_id,
-                        amount=amount,
-                        currency=payment.currency,
-                        final=bool(request.final),
-                    )
-                ),
-            )
-            state.amount_captured += amount
-            state.capture_closed = bool(request.final) or state.amount_captured == state.amount
-            release = state.amount - state.amount_captured if state.capture_closed else 0
-            _apply(payment, state)
-            txn = postings.capture(
-                merchant_id=merchant.id,
-                payment_id=payment.id,
-                capture_id=capture_id,
-                provider=provider,
-                currency=payment.currency,
-                amount=amount,
-                release=release,
-                created=int(time.time()),
-            )
-            del result
-            body = ENCODER.encode(payment)
-            return 200, body, WriteOp(journal=[txn])
+        def plan(state: PaymentState) -> tuple[int, OperationParams]:
+            return check_capture(state, request.amount), OperationParams(final=bool(request.final))
 
-        return await self._mutate(merchant, payment_id, idem, action)
+        return await self._idempotent(idem, lambda: self._operate(merchant, payment_id, idem, "capture", plan))
 
     async def void(
         self, merchant: Merchant, payment_id: str, request: VoidCreate, idem: IdempotencyRequest | None
     ) -> Response:
         """Release an uncaptured authorization."""
 
-        async def action(
-            payment: Payment, state: PaymentState, adapter: ProviderAdapter | None, provider: str
-        ) -> tuple[int, bytes, WriteOp]:
+        def plan(state: PaymentState) -> tuple[int, OperationParams]:
             check_void(state)
-            await self._provider_call(
-                adapter,
-                "void",
-                lambda a: a.void(
-                    VoidRequest(
-                        payment_id=payment.id,
-                        provider_reference=payment.provider_reference or "",
-                        idempotency_key=f"void:{payment.id}",
-                        amount=state.amount,
-                        currency=payment.currency,
-                    )
-                ),
-            )
-            release = state.amount - state.amount_captured
-            state.status = "voided"
-            state.capture_closed = True
-            _apply(payment, state)
-            txn = postings.void(
-                merchant_id=merchant.id,
-                payment_id=payment.id,
-                provider=provider,
-                currency=payment.currency,
-                release=release,
-                created=int(time.time()),
-            )
-            return 200, ENCODER.encode(payment), WriteOp(journal=[txn])
+            return state.amount - state.amount_captured, OperationParams()
 
-        return await self._mutate(merchant, payment_id, idem, action)
+        return await self._idempotent(idem, lambda: self._operate(merchant, payment_id, idem, "void", plan))
 
     async def refund(
         self, merchant: Merchant, payment_id: str, request: RefundCreate, idem: IdempotencyRequest | None
     ) -> Response:
         """Refund part or all of what was captured; answers the refund object."""
 
-        async def action(
-            payment: Payment, state: PaymentState, adapter: ProviderAdapter | None, provider: str
-        ) -> tuple[int, bytes, WriteOp]:
+        def plan(state: PaymentState) -> tuple[int, OperationParams]:
             amount = check_refund(state, request.amount)
-            refund_id = new_id("re")
-            result = await self._provider_call(
-                adapter,
-                "refund",
-                lambda a: a.refund(
-                    RefundRequest(
-                        payment_id=payment.id,
-                        refund_id=refund_id,
-                        provider_reference=payment.provider_reference or "",
-                        idempotency_key=refund_id,
-                        amount=amount,
-                        currency=payment.currency,
-                    )
+            return amount, OperationParams(reason=request.reason, metadata=request.metadata)
+
+        return await self._idempotent(idem, lambda: self._operate(merchant, payment_id, idem, "refund", plan))
+
+    async def _operate(
+        self,
+        merchant: Merchant,
+        payment_id: str,
+        idem: IdempotencyRequest | None,
+        kind: OperationKind,
+        plan: _Plan,
+    ) -> Response:
+        """Intent first: reserve the key and claim the payment durably, then call the provider."""
+        if not _plausible_id(payment_id):
+            raise _missing("payment", payment_id)
+        async with self._locks.hold(payment_id):
+            loaded = await load_payment(self._pool, merchant.id, payment_id)
+            if loaded is None:
+                raise _missing("payment", payment_id)
+            amount, params = plan(loaded.state)
+            if loaded.provider not in self._adapters:
+                raise PaymentError("unavailable", "provider_unavailable", f"the payment's provider cannot {kind} now")
+            now = int(time.time())
+            operation_id = new_id(ID_PREFIX[kind])
+            operation = Operation(
+                id=operation_id,
+                payment_id=payment_id,
+                merchant_id=merchant.id,
+                kind=kind,
+                amount=amount,
+                currency=loaded.payment.currency,
+                provider=loaded.provider,
+                provider_key=provider_key_for(operation_id),
+                params=params,
+                idempotency_key=idem.key if idem is not None else None,
+                created=now,
+            )
+            intent = WriteOp(
+                reserve=idem.reserve_row() if idem is not None else None,
+                operation=operation.insert_row(
+                    expected_version=loaded.version, lease_until=now + self._operations.lease_s
                 ),
             )
-            state.amount_refunded += amount
-            _apply(payment, state)
-            created = int(time.time())
-            refund_status = "pending" if result.outcome is Outcome.PENDING else "succeeded"
-            refund = Refund(
-                id=refund_id,
-                payment=payment.id,
-                amount=amount,
-                currency=payment.currency,
-                status=refund_status,
-                reason=request.reason,
-                metadata=request.metadata,
-                created=created,
-            )
-            txn = postings.refund(
-                merchant_id=merchant.id,
-                payment_id=payment.id,
-                refund_id=refund_id,
-                provider=provider,
-                currency=payment.currency,
-                amount=amount,
-                created=created,
-            )
-            row = RefundInsert(
-                id=refund_id,
-                payment_id=payment.id,
-                merchant_id=merchant.id,
-                amount=amount,
-                currency=payment.currency,
-                status=refund_status,
-                provider_reference=result.provider_reference,
-                reason=request.reason,
-                metadata=ENCODER.encode(request.metadata).decode(),
-                created=created,
-            )
-            return 201, ENCODER.encode(refund), WriteOp(journal=[txn], refunds=[row])
+            written = await self._writer.submit(intent)
+            if not written.reserved:
+                assert idem is not None
+                return await self._resume(merchant, idem)
+            if not written.claimed:
+                raise PaymentError(
+                    "state",
+                    "payment_operation_in_progress",
+                    "another capture, void or refund of this payment is in progress; retry once it has finished",
+                )
+            settled = await self._operations.drive(operation, loaded)
+        return Response(settled.status_code, settled.body)
 
-        return await self._mutate(merchant, payment_id, idem, action)
-
-    async def _provider_call(self, adapter: ProviderAdapter | None, flow: str, call: _Call) -> ProviderResult:
-        if adapter is None:
-            raise PaymentError("unavailable", "provider_unavailable", f"the payment's provider cannot {flow} now")
+    async def _resume(self, merchant: Merchant, idem: IdempotencyRequest) -> Response:
+        """The key is durably taken: replay its answer, or take over its open operation and finish it."""
         try:
-            async with asyncio.timeout(self._provider_timeout_s):
-                result = await call(adapter)
-        except TimeoutError:
-            raise PaymentError(
-                "unavailable", "provider_timeout", f"the provider did not answer the {flow} in time; retry"
-            ) from None
-        # PENDING: the provider accepted the request and confirms it later by notification (Adyen).
-        if result.outcome not in (Outcome.APPROVED, Outcome.PENDING):
-            raise PaymentError(
-                "provider",
-                f"{flow}_refused_by_provider",
-                f"the provider refused the {flow}" + (f" ({result.code})" if result.code else ""),
+            return _replayed(await self._idempotency.durable_replay(idem))
+        except PaymentError as exc:
+            if exc.code != "idempotency_key_in_use":
+                raise
+            now = int(time.time())
+            row = await self._pool.fetchrow(
+                "UPDATE payment_operations SET lease_until = $3"
+                " WHERE merchant_id = $1 AND idempotency_key = $2 AND status = 'open' AND lease_until < $4"
+                " RETURNING *",
+                merchant.id,
+                idem.key,
+                now + self._operations.lease_s,
+                now,
             )
-        return result
-
-
-def _apply(payment: Payment, state: PaymentState) -> None:
-    payment.amount_captured = state.amount_captured
-    payment.amount_refunded = state.amount_refunded
-    state.status = derive_status(state)
-    payment.status = state.status
+            if row is None:
+                raise  # still driven by the request that created it (or an authorization in flight)
+        operation = Operation.from_row(row)
+        loaded = await load_payment(self._pool, merchant.id, operation.payment_id)
+        if loaded is None:
+            raise _missing("payment", operation.payment_id)
+        settled = await self._operations.drive(operation, loaded)
+        return Response(settled.status_code, settled.body)
 
 
 def _missing(kind: str, object_id: str) -> PaymentError:

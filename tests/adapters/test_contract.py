@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -215,3 +216,36 @@ async def test_duplicate_webhooks_carry_the_same_event_id(
         await adapter.close()
     ids = {adapter.parse_webhook(h, b)[0].event_id for h, b, _ in deliveries[:3]}
     assert len(ids) == 1
+
+
+async def test_books_show_one_authorization_and_one_refund(case: ProviderCase, simulator, admin: Admin) -> None:
+    adapter = case.adapter(simulator)
+    try:
+        request = case.authorize_request(capture=True)
+        authorized = await _authorize_to_final(case, adapter, admin, request)
+        assert authorized.outcome is Outcome.APPROVED, authorized
+        refunded = await adapter.refund(
+            RefundRequest(
+                payment_id=request.payment_id,
+                refund_id=f"re_{uuid.uuid4().hex[:8]}",
+                provider_reference=authorized.provider_reference or "",
+                idempotency_key=_key(),
+                amount=request.amount // 2,
+                currency=request.currency,
+            )
+        )
+        assert refunded.outcome is case.refund_outcome, refunded
+        # A pending refund (a SEPA credit transfer) moves money when it settles.
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and not any(m.kind == "refund" for m in simulator.sim.books.movements):
+            await asyncio.sleep(0.02)
+    finally:
+        await adapter.close()
+    movements = [m for m in simulator.sim.books.movements if m.provider == case.name]
+    assert sorted(m.kind for m in movements) == ["authorize", "refund"], movements
+    sale = next(m for m in movements if m.kind == "authorize")
+    refund = next(m for m in movements if m.kind == "refund")
+    assert (sale.amount, sale.currency, sale.captured) == (request.amount, request.currency, True)
+    assert (refund.amount, refund.currency) == (request.amount // 2, request.currency)
+    # Where the provider carries the switch's payment id, the books name it.
+    assert {m.payment_id for m in movements} <= {request.payment_id, None}

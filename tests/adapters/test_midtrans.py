@@ -85,3 +85,55 @@ def test_midtrans_takes_whole_rupiah_only() -> None:
         t.to_gross_amount(1_234_550, "IDR")
     with pytest.raises(t.AmountNotRepresentable):
         t.to_gross_amount(100, "EUR")
+
+
+async def test_charge_carries_the_idempotency_key_and_books_show_one_sale_and_refund(simulator, admin: Admin) -> None:
+    await admin.knobs("midtrans", auto_complete=False)
+    adapter = _adapter(simulator)
+    request = _request()
+    try:
+        first = await adapter.authorize(request)
+        # A retry of the same charge replays Midtrans's first answer instead of a 406 duplicate.
+        again = await adapter.authorize(request)
+        await admin.complete("midtrans", request.attempt_id, status="succeeded")
+        refund = await adapter.refund(
+            RefundRequest(
+                payment_id=request.payment_id,
+                refund_id="re_1",
+                provider_reference=request.attempt_id,
+                idempotency_key="rk-books",
+                amount=1_000_000,
+                currency="IDR",
+            )
+        )
+    finally:
+        await adapter.close()
+    assert first.outcome is Outcome.REQUIRES_ACTION and again.outcome is Outcome.REQUIRES_ACTION
+    charges = [b for p, m, path, b in simulator.sim.requests_log if p == "midtrans" and path.endswith("/v2/charge")]
+    assert len(charges) == 2
+    assert refund.outcome is Outcome.APPROVED
+    movements = simulator.sim.books.for_payment(request.payment_id)
+    assert [(m.kind, m.amount, m.captured) for m in movements] == [
+        ("authorize", 5_000_000, True),
+        ("refund", 1_000_000, False),
+    ]
+    assert movements[0].idempotency_key == request.idempotency_key
+
+
+async def test_a_duplicate_order_id_is_unknown_not_technical(simulator, admin: Admin) -> None:
+    await admin.knobs("midtrans", auto_complete=False)
+    adapter = _adapter(simulator)
+    request = _request()
+    try:
+        await adapter.authorize(request)
+        # Same order id (attempt id), new key: Midtrans answers 406, the first charge exists.
+        duplicate = await adapter.authorize(AuthorizeRequest(**{**_fields(request), "idempotency_key": "other-key"}))
+    finally:
+        await adapter.close()
+    assert (duplicate.outcome, duplicate.code) == (Outcome.UNKNOWN, "406")
+
+
+def _fields(request: AuthorizeRequest) -> dict[str, object]:
+    import msgspec
+
+    return msgspec.structs.asdict(request)

@@ -138,3 +138,63 @@ def test_secrets_and_card_data_never_show_in_reprs() -> None:
     card = CardData(number="4242424242424242", exp_month=1, exp_year=2030, cvc="987")
     assert "supersecret" not in repr(creds) and "abcdef" not in str(creds)
     assert "4242424242424242" not in repr(card) and "987" not in repr(card)
+
+
+# Every map entry that is technical (cascade-safe), reviewed against the rule: the provider
+# documents that nothing was processed (a final failed status, an acquirer/issuer availability
+# refusal, or a refusal of our request's data or configuration). A new technical entry fails this
+# test until it is reviewed and added here with its reason.
+REVIEWED_TECHNICAL = {
+    # Availability and acquirer-side refusals the issuer never approved (reference 4.8).
+    "stripe.DECLINE_MAP": (
+        stripe.DECLINE_MAP,
+        {"card_not_supported", "currency_not_supported", "issuer_not_available", "processing_error"},
+    ),
+    # Refused (final): acquirer error, issuer unavailable, not supported, PIN check impossible,
+    # not submitted, 3DS RReq missing, transaction timeout at the acquirer.
+    "adyen.REFUSAL_MAP": (
+        {k: v[1] for k, v in adyen.REFUSAL_MAP.items()},
+        {"4", "9", "10", "19", "21", "39", "42"},
+    ),
+    # A final resultCode in which the payment was not authorised.
+    "adyen.RESULT_CODE_MAP": (adyen.RESULT_CODE_MAP, {"Error"}),
+    # Carried by a DECLINED capture or DENIED authorization: processor, data-format, merchant
+    # set-up and availability failures.
+    "paypal.PROCESSOR_RESPONSE_MAP": (
+        paypal.PROCESSOR_RESPONSE_MAP,
+        {"0880", "0960", "1300", "1320", "1340", "1350", "1360", "1370", "5910", "5920", "7700", "7800"}
+        | {"7900", "8000", "8010", "8020", "8030", "8100", "8110", "8220", "PPTE"},
+    ),
+    "paypal.CAPTURE_STATUS_MAP": (paypal.CAPTURE_STATUS_MAP, {"FAILED"}),
+    "paypal.ISSUE_MAP": (paypal.ISSUE_MAP, set()),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REVIEWED_TECHNICAL))
+def test_every_technical_entry_is_reviewed(name: str) -> None:
+    table, reviewed = REVIEWED_TECHNICAL[name]
+    assert {k for k, v in table.items() if v is T} == reviewed
+
+
+@pytest.mark.parametrize(
+    ("table", "code"),
+    [
+        (paypal.ISSUE_MAP, "ORDER_ALREADY_CAPTURED"),
+        (paypal.ISSUE_MAP, "ORDER_ALREADY_AUTHORIZED"),
+        (paypal.ISSUE_MAP, "ORDER_ALREADY_COMPLETED"),
+        (paypal.ISSUE_MAP, "PREVIOUS_REQUEST_IN_PROGRESS"),
+        (paypal.ISSUE_MAP, "INTERNAL_SERVER_ERROR"),
+        (paypal.ISSUE_MAP, "INTERNAL_SERVICE_ERROR"),
+    ],
+)
+def test_already_done_and_in_progress_answers_are_unknown(table, code) -> None:
+    assert table[code] is Outcome.UNKNOWN
+
+
+def test_paypal_reversal_required_and_unreadable_codes_never_cascade() -> None:
+    assert paypal.PROCESSOR_RESPONSE_MAP["0800"] is H
+    assert paypal.PROCESSOR_RESPONSE_MAP["9600"] is H
+
+
+def test_adyen_in_progress_error_is_unknown() -> None:
+    assert "704" in adyen.IN_PROGRESS_ERROR_CODES

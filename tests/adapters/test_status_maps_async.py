@@ -96,3 +96,39 @@ def test_unknown_codes_never_cascade(classify, unknown) -> None:
 def test_new_adapters_are_registered(name) -> None:
     adapter = registry.create(name)
     assert adapter.name == name
+
+
+REVIEWED_TECHNICAL = {
+    # Final FAILED charges: the channel, partner or our configuration failed; nothing was paid.
+    "xendit.FAILURE_MAP": (
+        xendit.FAILURE_MAP,
+        {"API_VALIDATION_ERROR", "CHANNEL_NOT_ACTIVATED", "CHANNEL_UNAVAILABLE", "INVALID_API_KEY"}
+        | {"INVALID_MERCHANT_CREDENTIALS", "PARTNER_TIMEOUT_ERROR", "SERVER_ERROR", "TIMEOUT_ERROR"}
+        | {"UNSUPPORTED_CURRENCY"},
+    ),
+    # On a FAILED transaction: configuration, parameter, support and system failures (final).
+    # The system ones are unknown when answered on the envelope instead (see below).
+    "pingpong.RESULT_CODE_MAP": (
+        pingpong.RESULT_CODE_MAP,
+        {"101000", "101001", "101002", "102000", "103000", "104000", "106000", "106001", "106002", "106003"}
+        | {"107001", "107002", "107003", "203000", "301001", "301006", "301012", "500000", "500001", "500002"}
+        | {"500003", "500004", "500005", "500006", "500008", "500009", "600000", "600001", "600002"},
+    ),
+    # Issuer or switch unavailable (Visa 91/96) on a failed payment.
+    "lianlian.FAILURE_MAP": (lianlian.FAILURE_MAP, {"91", "96"}),
+    # Rejected files and set-up problems: the debit was not collected.
+    "sepa.REASON_MAP": (sepa.REASON_MAP, {"AG02", "BE05", "CNOR", "DNOR", "ED05", "FF01", "RR03", "TM01"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REVIEWED_TECHNICAL))
+def test_every_technical_entry_is_reviewed(name: str) -> None:
+    table, reviewed = REVIEWED_TECHNICAL[name]
+    assert {k for k, v in table.items() if v is T} == reviewed
+
+
+@pytest.mark.parametrize("code", sorted(pingpong.AMBIGUOUS_ENVELOPE_CODES))
+def test_pingpong_system_failures_on_the_envelope_are_unknown(code: str) -> None:
+    # Answered with no transaction, a system failure does not prove the request did nothing.
+    assert pingpong.classify_envelope_code(code) is Outcome.UNKNOWN
+    assert pingpong.classify_envelope_code("102000") is T

@@ -137,6 +137,9 @@ async def test_an_unanswered_status_call_leaves_the_attempt_open(app, merchant, 
     finally:
         sandbox.sync = original
     assert report.still_unknown >= 1
-    assert await db.fetchval("SELECT status FROM payment_attempts WHERE id = $1", attempt_id) == "intent"
+    assert await db.fetchval("SELECT status FROM payment_attempts WHERE id = $1", attempt_id) == "unknown"
+    # After the crash the payment exists for the merchant, pending with an unknown outcome.
+    pending = await db.fetchval("SELECT body::text FROM payments WHERE id = $1", payment.id)
+    assert '"pending_reason":"provider_outcome_unknown"' in pending
     await app.state.recovery.run_once(now=time.time() + 3600)
     assert await db.fetchval("SELECT status FROM payment_attempts WHERE id = $1", attempt_id) == "done"

@@ -9,13 +9,15 @@ import msgspec
 from aiohttp import web
 
 from adapters.adyen import hmac_signature
-from adapters.adyen.transformers import REFUSAL_MAP
+from adapters.adyen.transformers import REFUSAL_MAP, from_adyen_value
 from adapters.simulator.providers import new_id
 
 if TYPE_CHECKING:
+    from adapters.simulator.books import MovementKind
     from adapters.simulator.server import Simulator
 
 DEFAULT_HMAC_KEY = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056"
+_MOVEMENTS: dict[str, MovementKind] = {"captures": "capture", "cancels": "void", "refunds": "refund"}
 _REQUIRED = ("amount", "merchantAccount", "paymentMethod", "reference", "returnUrl")
 
 
@@ -87,6 +89,29 @@ class AdyenSim:
 
         self.sim.emit(self.name, deliver)
 
+    def _record(
+        self,
+        kind: MovementKind,
+        payment: dict[str, Any],
+        value: int,
+        *,
+        object_id: str | None = None,
+        captured: bool = False,
+        idempotency_key: str | None,
+    ) -> None:
+        # Books are in ISO minor units: convert back with the adapter's own exponent table.
+        currency = str(payment["amount"]["currency"]).upper()
+        self.sim.books.record(
+            self.name,
+            kind,
+            object_id=object_id or payment["psp"],
+            amount=from_adyen_value(int(value), currency),
+            currency=currency,
+            payment_id=payment.get("payment_id"),
+            captured=captured,
+            idempotency_key=idempotency_key,
+        )
+
     async def _body(self, request: web.Request) -> dict[str, Any] | web.Response:
         if not request.headers.get("X-API-Key"):
             return web.json_response(
@@ -127,6 +152,7 @@ class AdyenSim:
             "refunded": 0,
             "status": "new",
             "manual": (body.get("additionalData") or {}).get("manualCapture") == "true",
+            "payment_id": (body.get("metadata") or {}).get("payment_id") or body.get("merchantOrderReference"),
         }
         self.payments[psp] = payment
         code = self.sim.decide(self.name, "2")
@@ -159,6 +185,13 @@ class AdyenSim:
         payment["status"] = "authorised"
         if not payment["manual"]:
             payment["captured"] = amount["value"]
+        self._record(
+            "authorize",
+            payment,
+            amount["value"],
+            captured=not payment["manual"],
+            idempotency_key=request.headers.get("Idempotency-Key"),
+        )
         self.notify("AUTHORISATION", psp, None, payment, amount, True)
         return web.json_response(
             {
@@ -177,6 +210,7 @@ class AdyenSim:
         if code is None:
             payment["status"] = "authorised"
             payment["captured"] = payment["amount"]["value"]
+            self._record("authorize", payment, payment["amount"]["value"], captured=True, idempotency_key=None)
             self.notify("AUTHORISATION", psp, None, payment, payment["amount"], True)
         else:
             payment["status"] = "refused"
@@ -213,7 +247,16 @@ class AdyenSim:
         if kind != "cancels" and "amount" not in body:
             return _error(422, "130", "Required field 'amount' is not provided.")
         mod = _psp()
-        ok, reason = self._apply(kind, payment, int(amount.get("value", 0)))
+        value = int(amount.get("value", 0))
+        ok, reason = self._apply(kind, payment, value)
+        if ok:
+            self._record(
+                _MOVEMENTS[kind],
+                payment,
+                payment["amount"]["value"] if kind == "cancels" else value,
+                object_id=mod,
+                idempotency_key=request.headers.get("Idempotency-Key"),
+            )
         event = {"captures": "CAPTURE", "cancels": "CANCELLATION", "refunds": "REFUND"}[kind]
         # As at Adyen, the answer is only "received"; success or failure comes by notification.
         self.notify(event, mod, psp, payment, amount, ok, reason)

@@ -18,6 +18,7 @@ from adapters.lianlian import transformers as t
 from adapters.simulator.providers import new_id
 
 if TYPE_CHECKING:
+    from adapters.simulator.books import MovementKind
     from adapters.simulator.server import Simulator
 
 DEFAULT_KEY = "lianlian-simulator-signing-key"
@@ -64,6 +65,28 @@ class LianLianSim:
             return self._answer({"code": "401", "message": "signature verification failed"}, 401)
         return body
 
+    def _record(
+        self,
+        kind: MovementKind,
+        payment: dict[str, Any],
+        amount: str,
+        key: str | None,
+        *,
+        captured: bool = False,
+        object_id: str | None = None,
+    ) -> None:
+        currency = str(payment["order_currency"]).upper()
+        self.sim.books.record(
+            self.name,
+            kind,
+            object_id=object_id or payment["merchant_transaction_id"],
+            amount=t.from_lianlian_amount(amount, currency),
+            currency=currency,
+            payment_id=(payment.get("metadata") or {}).get("payment_id"),
+            captured=captured,
+            idempotency_key=key,
+        )
+
     @staticmethod
     def _view(payment: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in payment.items() if not k.startswith("_")}
@@ -101,6 +124,7 @@ class LianLianSim:
             "metadata": opened.get("metadata"),
             "_decision": self.sim.decide(self.name, "05"),
             "_refunded": 0,
+            "_key": request.headers.get("Idempotency-Key"),
         }
         self.payments[mtid] = payment
         if self.sim.knobs(self.name).auto_complete:
@@ -116,6 +140,9 @@ class LianLianSim:
                 code = str((body or {}).get("code") or "05")
             payment["payment_status"] = "PF" if code else "PS"
             payment["failure_code"] = code
+            if not code:
+                # The payer paid on the hosted page: a sale, recorded when it happens.
+                self._record("authorize", payment, payment["order_amount"], payment["_key"], captured=True)
             payment["failure_reason"] = "declined by the issuer" if code else None
             self._notify(payment)
         return self._view(payment)
@@ -150,10 +177,18 @@ class LianLianSim:
         if payment["payment_status"] != "PS" or payment["_refunded"] + amount > total:
             return self._answer({"code": "422", "message": "refund not allowed"}, 422)
         payment["_refunded"] += amount
+        refund_id = new_id("LR", 18)
+        self._record(
+            "refund",
+            payment,
+            str(opened.get("refund_amount", "0")),
+            request.headers.get("Idempotency-Key"),
+            object_id=refund_id,
+        )
         return self._answer(
             {
                 "merchant_refund_id": str(opened.get("merchant_refund_id", "")),
-                "ll_refund_id": new_id("LR", 18),
+                "ll_refund_id": refund_id,
                 "refund_status": "RS",
                 "refund_amount": str(opened.get("refund_amount")),
                 "refund_currency": currency,

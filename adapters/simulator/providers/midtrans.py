@@ -10,8 +10,10 @@ import msgspec
 from aiohttp import web
 
 from adapters.midtrans import signature_key
+from adapters.midtrans.transformers import from_gross_amount
 
 if TYPE_CHECKING:
+    from adapters.simulator.books import MovementKind
     from adapters.simulator.server import Simulator
 
 DEFAULT_SERVER_KEY = "SB-Mid-server-simulator"
@@ -45,7 +47,7 @@ class MidtransSim:
         ]
 
     def _view(self, order: dict[str, Any], status_code: str, message: str) -> dict[str, Any]:
-        return {k: v for k, v in order.items() if k not in {"decision", "refunded"}} | {
+        return {k: v for k, v in order.items() if k not in {"decision", "refunded", "key"}} | {
             "status_code": status_code,
             "status_message": message,
         }
@@ -58,6 +60,20 @@ class MidtransSim:
         )
         payload = msgspec.json.encode(note)
         self.sim.emit(self.name, lambda: (payload, {"Content-Type": "application/json"}))
+
+    def _record(
+        self, kind: MovementKind, order: dict[str, Any], rupiah: str | int, key: str | None, *, captured: bool = False
+    ) -> None:
+        self.sim.books.record(
+            self.name,
+            kind,
+            object_id=order["order_id"],
+            amount=from_gross_amount(rupiah),
+            currency="IDR",
+            payment_id=order.get("custom_field1"),
+            captured=captured,
+            idempotency_key=key,
+        )
 
     @staticmethod
     def _authorized(request: web.Request) -> bool:
@@ -105,6 +121,7 @@ class MidtransSim:
             ],
             "decision": self.sim.decide(self.name, "deny"),
             "refunded": 0,
+            "key": request.headers.get("Idempotency-Key"),
         }
         self.orders[order_id] = order
         if self.sim.knobs(self.name).auto_complete:
@@ -116,6 +133,9 @@ class MidtransSim:
         if order["transaction_status"] == "pending":
             order["transaction_status"] = "settlement" if paid else "deny"
             order["settlement_time"] = _now()
+            if paid:
+                # The customer paid in the GoPay app: a sale, recorded when it happens.
+                self._record("authorize", order, order["gross_amount"], order["key"], captured=True)
             self._notify(order)
         return self._view(order, "200", "Success")
 
@@ -155,6 +175,7 @@ class MidtransSim:
             return web.json_response({"status_code": "412", "status_message": "Merchant cannot modify the status"})
         order["refunded"] += amount
         order["transaction_status"] = "refund" if order["refunded"] == total else "partial_refund"
+        self._record("refund", order, amount, request.headers.get("Idempotency-Key") or body.get("refund_key"))
         self._notify(order)
         view = self._view(order, "200", "Success, refund request is approved")
         view["refund_amount"] = f"{amount}.00"

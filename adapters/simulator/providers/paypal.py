@@ -10,9 +10,11 @@ import msgspec
 from aiohttp import web
 
 from adapters.paypal import sign_webhook
+from adapters.paypal.transformers import from_paypal_value
 from adapters.simulator.providers import new_id
 
 if TYPE_CHECKING:
+    from adapters.simulator.books import MovementKind
     from adapters.simulator.server import Simulator
 
 DEFAULT_SECRET = "paypal-simulator-secret"  # noqa: S105 - the simulator\'s public test secret
@@ -147,7 +149,12 @@ class PayPalSim:
         return links
 
     async def create_order(self, request: web.Request) -> web.Response:
-        """``POST /v2/checkout/orders``."""
+        """``POST /v2/checkout/orders``.
+
+        As at PayPal, an order with ``payment_source.card`` is processed at once: ``intent``
+        CAPTURE answers a COMPLETED order with its capture, AUTHORIZE one with its authorization.
+        A PayPal-wallet order waits for the payer.
+        """
         body = await self._json(request)
         if isinstance(body, web.Response):
             return body
@@ -163,8 +170,10 @@ class PayPalSim:
             "purchase_units": [{**units[0], "payments": {}}],
             "payment_source": _mask_source(source),
         }
-        order["links"] = self._links(order)
         self.orders[order["id"]] = order
+        if "card" in source:
+            self._process(order, "capture" if body["intent"] == "CAPTURE" else "authorize", request)
+        order["links"] = self._links(order)
         return web.json_response(order, status=201)
 
     async def get_order(self, request: web.Request) -> web.Response:
@@ -176,15 +185,22 @@ class PayPalSim:
             return _error(404, "RESOURCE_NOT_FOUND", "INVALID_RESOURCE_ID", "Specified resource ID does not exist.")
         return web.json_response(order)
 
-    async def _complete_order(self, request: web.Request, kind: str) -> web.Response:
-        body = await self._json(request)
-        if isinstance(body, web.Response):
-            return body
-        order = self.orders.get(request.match_info["id"])
-        if order is None:
-            return _error(404, "RESOURCE_NOT_FOUND", "INVALID_RESOURCE_ID", "Specified resource ID does not exist.")
-        if order["status"] != "APPROVED":
-            return _error(422, "UNPROCESSABLE_ENTITY", "ORDER_NOT_APPROVED", "Payer has not yet approved the Order.")
+    def _record(self, kind: MovementKind, item: dict[str, Any], request: web.Request | None, **extra: Any) -> None:
+        amount = item["amount"]
+        currency = str(amount["currency_code"]).upper()
+        self.sim.books.record(
+            self.name,
+            kind,
+            object_id=str(extra.pop("object_id", item["id"])),
+            amount=from_paypal_value(str(amount["value"]), currency),
+            currency=currency,
+            payment_id=extra.pop("payment_id", item.get("custom_id")),
+            idempotency_key=request.headers.get("PayPal-Request-Id") if request is not None else None,
+            **extra,
+        )
+
+    def _process(self, order: dict[str, Any], kind: str, request: web.Request) -> None:
+        """Authorize or capture the order's amount (on create with a card, or after approval)."""
         unit = order["purchase_units"][0]
         code = self.sim.decide(self.name, "5100")
         item = {
@@ -203,6 +219,7 @@ class PayPalSim:
             unit["payments"]["authorizations"] = [item]
             self.authorizations[item["id"]] = (order["id"], item)
             if code is None:
+                self._record("authorize", item, request, captured=False, object_id=order["id"])
                 self._event("PAYMENT.AUTHORIZATION.CREATED", item)
         else:
             item["status"] = "COMPLETED" if code is None else "DECLINED"
@@ -210,8 +227,27 @@ class PayPalSim:
             item["refunded"] = 0
             unit["payments"]["captures"] = [item]
             self.captures[item["id"]] = (order["id"], item)
+            if code is None:
+                self._record("authorize", item, request, captured=True, object_id=order["id"])
             self._event("PAYMENT.CAPTURE.COMPLETED" if code is None else "PAYMENT.CAPTURE.DECLINED", item)
         order["status"] = "COMPLETED"
+
+    async def _complete_order(self, request: web.Request, kind: str) -> web.Response:
+        body = await self._json(request)
+        if isinstance(body, web.Response):
+            return body
+        order = self.orders.get(request.match_info["id"])
+        if order is None:
+            return _error(404, "RESOURCE_NOT_FOUND", "INVALID_RESOURCE_ID", "Specified resource ID does not exist.")
+        if order["status"] == "COMPLETED":
+            # As PayPal answers a second capture/authorize of a processed order.
+            payments = order["purchase_units"][0]["payments"]
+            issue = "ORDER_ALREADY_CAPTURED" if payments.get("captures") else "ORDER_ALREADY_AUTHORIZED"
+            return _error(422, "UNPROCESSABLE_ENTITY", issue, "Order already processed.")
+        if order["status"] != "APPROVED":
+            return _error(422, "UNPROCESSABLE_ENTITY", "ORDER_NOT_APPROVED", "Payer has not yet approved the Order.")
+        self._process(order, kind, request)
+        order["links"] = self._links(order)
         return web.json_response(order, status=201)
 
     async def authorize_order(self, request: web.Request) -> web.Response:
@@ -254,6 +290,7 @@ class PayPalSim:
         }
         self.captures[capture["id"]] = (order_id, capture)
         self.orders[order_id]["purchase_units"][0]["payments"].setdefault("captures", []).append(capture)
+        self._record("capture", capture, request)
         self._event("PAYMENT.CAPTURE.COMPLETED", capture)
         return web.json_response(capture, status=201)
 
@@ -274,6 +311,7 @@ class PayPalSim:
                 f"Authorization is {auth['status']}.",
             )
         auth["status"] = "VOIDED"
+        self._record("void", auth, request)
         self._event("PAYMENT.AUTHORIZATION.VOIDED", auth)
         return web.Response(status=204)
 
@@ -303,6 +341,8 @@ class PayPalSim:
             "create_time": _iso_now(),
             "supplementary_data": {"related_ids": {"order_id": order_id, "capture_id": capture["id"]}},
         }
+        self.orders[order_id]["purchase_units"][0]["payments"].setdefault("refunds", []).append(refund)
+        self._record("refund", refund, request, payment_id=capture.get("custom_id"))
         self._event("PAYMENT.CAPTURE.REFUNDED", refund)
         return web.json_response(refund, status=201)
 

@@ -17,6 +17,7 @@ from adapters.pingpong import transformers as t
 from adapters.simulator.providers import new_id, now
 
 if TYPE_CHECKING:
+    from adapters.simulator.books import MovementKind
     from adapters.simulator.server import Simulator
 
 DEFAULT_SALT = "AC09D35CC78CA5E8491B77C5"
@@ -64,6 +65,28 @@ class PingPongSim:
         env["sign"] = t.sign(self._salt(), env)
         return env
 
+    def _record(
+        self,
+        kind: MovementKind,
+        order: dict[str, Any],
+        amount: str,
+        key: str | None,
+        *,
+        captured: bool = False,
+        object_id: str | None = None,
+    ) -> None:
+        currency = str(order["currency"]).upper()
+        self.sim.books.record(
+            self.name,
+            kind,
+            object_id=object_id or order["transactionId"],
+            amount=t.from_pingpong_amount(amount, currency),
+            currency=currency,
+            payment_id=order.get("remark"),
+            captured=captured,
+            idempotency_key=key,
+        )
+
     @staticmethod
     def _view(order: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in order.items() if not k.startswith("_")}
@@ -110,6 +133,7 @@ class PingPongSim:
             "_env": {"accId": env.get("accId"), "clientId": env.get("clientId")},
             "_decision": self.sim.decide(self.name, "301002"),
             "_refunded": 0,
+            "_request_id": str(biz.get("requestId", "")) or None,
         }
         self.orders[tx_id] = order
         self.by_merchant_id[merchant_id] = tx_id
@@ -126,6 +150,9 @@ class PingPongSim:
                 code = str((body or {}).get("code") or "301002")
             order["status"] = "FAILED" if code else "SUCCESS"
             order["code"] = code or "000000"
+            if not code:
+                # The shopper paid in the cashier: a sale, recorded when it happens.
+                self._record("authorize", order, order["amount"], order["_request_id"], captured=True)
             order["description"] = "Transaction declined" if code else "Transaction succeeded"
             # Each payment try in the cashier has its own request id.
             order["requestId"] = new_id("req_", 16)
@@ -167,6 +194,13 @@ class PingPongSim:
         if order["_refunded"] + amount > total:
             return web.json_response(self._envelope(env, "108003", None))
         order["_refunded"] += amount
+        self._record(
+            "refund",
+            order,
+            str(biz.get("amount", "0")),
+            str(biz.get("requestId", "")) or None,
+            object_id=str(biz.get("refundId", "")) or order["transactionId"],
+        )
         answer = {
             "transactionId": order["transactionId"],
             "merchantTransactionId": order["merchantTransactionId"],

@@ -117,6 +117,8 @@ class SepaSim:
                 "counterparty_iban": counter_iban,
                 "batch_id": batch_id,
                 "_decision": self.sim.decide(self.name, "AM04") if debit else None,
+                # The MsgId is the bank's duplicate check, derived from the caller's key.
+                "_msg_id": msg_id,
             }
             if not stdnum_iban.is_valid(counter_iban):
                 item.update(status="RJCT", reason_code="AC01", r_type="reject")
@@ -151,6 +153,17 @@ class SepaSim:
                 self._notify(item, "transaction.returned")
             else:
                 item["status"] = "ACSC"
+                # Settlement is when the money moves: the debit is collected (a sale) or the
+                # credit transfer (a refund, or a payout) is paid out.
+                self.sim.books.record(
+                    self.name,
+                    "authorize" if item["kind"] == "direct_debit" else "refund",
+                    object_id=item["end_to_end_id"],
+                    amount=int(item["amount"]),
+                    currency=str(item["currency"]),
+                    captured=item["kind"] == "direct_debit",
+                    idempotency_key=item.get("_msg_id"),
+                )
                 self._notify(item, "transaction.settled")
         return self._view(item)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -9,8 +10,10 @@ from aiohttp import web
 
 from adapters.simulator.providers import new_id, now
 from adapters.stripe import sign_webhook
+from adapters.stripe.transformers import from_stripe_amount
 
 if TYPE_CHECKING:
+    from adapters.simulator.books import MovementKind
     from adapters.simulator.server import Simulator
 
 DEFAULT_SECRET = "whsec_simulator"  # noqa: S105 - the simulator\'s public test secret
@@ -33,11 +36,14 @@ class StripeSim:
         self.sim = sim
         self.intents: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
+        # When each intent was written, for the search index's lag (kept out of the answers).
+        self.created_at: dict[str, float] = {}
 
     def reset(self) -> None:
         """Forget everything."""
         self.intents.clear()
         self.refunds.clear()
+        self.created_at.clear()
 
     def routes(self) -> list[web.RouteDef]:
         """Stripe's endpoints under ``/stripe``."""
@@ -49,11 +55,28 @@ class StripeSim:
             web.post(f"{p}/payment_intents/{{id}}/capture", self.capture),
             web.post(f"{p}/payment_intents/{{id}}/cancel", self.cancel),
             web.post(f"{p}/refunds", self.refund),
+            web.get(f"{p}/refunds", self.list_refunds),
         ]
 
     @staticmethod
     def _authorized(request: web.Request) -> bool:
         return request.headers.get("Authorization", "").startswith("Bearer sk_")
+
+    def _record(
+        self, kind: MovementKind, intent: dict[str, Any], amount: int, request: web.Request, **extra: Any
+    ) -> None:
+        # Books are in ISO minor units; Stripe's smallest unit differs for a few currencies.
+        currency = intent["currency"].upper()
+        self.sim.books.record(
+            self.name,
+            kind,
+            object_id=extra.pop("object_id", intent["id"]),
+            amount=from_stripe_amount(amount, currency),
+            currency=currency,
+            payment_id=intent["metadata"].get("payment_id"),
+            idempotency_key=request.headers.get("Idempotency-Key"),
+            **extra,
+        )
 
     def _event(self, type_: str, obj: dict[str, Any]) -> None:
         event = {
@@ -105,6 +128,7 @@ class StripeSim:
             "amount_refunded": 0,
         }
         self.intents[intent["id"]] = intent
+        self.created_at[intent["id"]] = time.time()
         if method == "konbini":
             if currency != "jpy" or not 120 <= amount <= 300_000:
                 del self.intents[intent["id"]]
@@ -145,10 +169,12 @@ class StripeSim:
         if intent["capture_method"] == "manual":
             intent["status"] = "requires_capture"
             intent["amount_capturable"] = amount
+            self._record("authorize", intent, amount, request, captured=False)
             self._event("payment_intent.amount_capturable_updated", intent)
         else:
             intent["status"] = "succeeded"
             intent["amount_received"] = amount
+            self._record("authorize", intent, amount, request, captured=True)
             self._event("payment_intent.succeeded", intent)
         return web.json_response(intent)
 
@@ -179,6 +205,16 @@ class StripeSim:
             intent["status"] = "succeeded"
             intent["amount_received"] = intent["amount"]
             intent["latest_charge"] = new_id("ch_")
+            # The customer paid at the store: a sale, recorded when it happens.
+            self.sim.books.record(
+                self.name,
+                "authorize",
+                object_id=intent["id"],
+                amount=from_stripe_amount(intent["amount"], intent["currency"].upper()),
+                currency=intent["currency"].upper(),
+                payment_id=intent["metadata"].get("payment_id"),
+                captured=True,
+            )
             self._event("payment_intent.succeeded", intent)
         else:
             # An unpaid voucher expires and the intent goes back to requires_payment_method.
@@ -208,14 +244,42 @@ class StripeSim:
         return web.json_response(intent)
 
     async def search(self, request: web.Request) -> web.Response:
-        """``GET /v1/payment_intents/search?query=metadata['attempt_id']:'x'`` (only that form)."""
+        """``GET /v1/payment_intents/search?query=metadata['attempt_id']:'x'`` (only that form).
+
+        Like Stripe's, the index is eventually consistent: intents younger than the
+        ``search_lag_ms`` knob are not visible yet, and ``search_down`` answers 500.
+        """
         if not self._authorized(request):
             return _err(401, "invalid_request_error", "Invalid API Key provided.")
+        knobs = self.sim.knobs(self.name)
+        if getattr(knobs, "search_down", False):
+            return _err(500, "api_error", "Search is temporarily unavailable.")
+        lag_s = float(getattr(knobs, "search_lag_ms", 0.0)) / 1000.0
         query = request.query.get("query", "")
         wanted = query.rsplit(":", 1)[-1].strip("'\"")
         key = query.split("['", 1)[-1].split("']", 1)[0] if "['" in query else ""
-        data = [i for i in self.intents.values() if i["metadata"].get(key) == wanted]
+        visible_before = time.time() - lag_s
+        data = [
+            i
+            for i in self.intents.values()
+            if i["metadata"].get(key) == wanted and (lag_s <= 0 or self.created_at.get(i["id"], 0.0) <= visible_before)
+        ]
         return web.json_response({"object": "search_result", "data": data, "has_more": False})
+
+    async def list_refunds(self, request: web.Request) -> web.Response:
+        """``GET /v1/refunds?payment_intent=...`` (newest first, ``limit`` up to 100)."""
+        if not self._authorized(request):
+            return _err(401, "invalid_request_error", "Invalid API Key provided.")
+        intent_id = request.query.get("payment_intent")
+        try:
+            limit = max(1, min(100, int(request.query.get("limit", "10"))))
+        except ValueError:
+            return _err(400, "invalid_request_error", "Invalid integer: limit", param="limit")
+        refunds = [r for r in self.refunds.values() if intent_id is None or r["payment_intent"] == intent_id]
+        refunds.sort(key=lambda r: r["created"], reverse=True)
+        return web.json_response(
+            {"object": "list", "url": "/v1/refunds", "data": refunds[:limit], "has_more": len(refunds) > limit}
+        )
 
     async def capture(self, request: web.Request) -> web.Response:
         """``POST /v1/payment_intents/{id}/capture``."""
@@ -249,6 +313,7 @@ class StripeSim:
             intent["amount_capturable"] = 0
         if intent["amount_capturable"] == 0:
             intent["status"] = "succeeded"
+        self._record("capture", intent, amount, request)
         self._event("payment_intent.succeeded", intent)
         return web.json_response(intent)
 
@@ -267,9 +332,12 @@ class StripeSim:
                 code="payment_intent_unexpected_state",
                 payment_intent=intent,
             )
+        released = intent["amount_capturable"]
         intent["status"] = "canceled"
         intent["amount_capturable"] = 0
         intent["cancellation_reason"] = "requested_by_customer"
+        if released:
+            self._record("void", intent, released, request)
         self._event("payment_intent.canceled", intent)
         return web.json_response(intent)
 
@@ -312,5 +380,6 @@ class StripeSim:
             "metadata": {k[9:-1]: str(v) for k, v in form.items() if k.startswith("metadata[")},
         }
         self.refunds[refund["id"]] = refund
+        self._record("refund", intent, amount, request, object_id=refund["id"])
         self._event("charge.refunded", {**refund, "object": "refund"})
         return web.json_response(refund)

@@ -18,8 +18,10 @@ from aiohttp import web
 
 from adapters.base import decode_json_exact
 from adapters.simulator.providers import new_id
+from adapters.xendit.transformers import from_xendit_amount
 
 if TYPE_CHECKING:
+    from adapters.simulator.books import MovementKind
     from adapters.simulator.server import Simulator
 
 DEFAULT_CALLBACK_TOKEN = "xendit-callback-token-simulator"  # noqa: S105 - the simulator's public test token
@@ -59,6 +61,28 @@ class XenditSim:
     @staticmethod
     def _authorized(request: web.Request) -> bool:
         return request.headers.get("Authorization", "").startswith("Basic ")
+
+    def _record(
+        self,
+        kind: MovementKind,
+        charge: dict[str, Any],
+        amount: Decimal,
+        key: str | None,
+        *,
+        captured: bool = False,
+        object_id: str | None = None,
+    ) -> None:
+        currency = str(charge["currency"]).upper()
+        self.sim.books.record(
+            self.name,
+            kind,
+            object_id=object_id or charge["id"],
+            amount=from_xendit_amount(amount, currency),
+            currency=currency,
+            payment_id=(charge.get("metadata") or {}).get("payment_id"),
+            captured=captured,
+            idempotency_key=key,
+        )
 
     @staticmethod
     def _view(charge: dict[str, Any]) -> dict[str, Any]:
@@ -126,6 +150,7 @@ class XenditSim:
             "metadata": body.get("metadata"),
             "_decision": self.sim.decide(self.name, "USER_DECLINED_PAYMENT"),
             "_refunded": Decimal(0),
+            "_key": request.headers.get("Idempotency-Key"),
         }
         self.charges[charge_id] = charge
         if self.sim.knobs(self.name).auto_complete:
@@ -142,6 +167,9 @@ class XenditSim:
             charge["status"] = "FAILED" if code else "SUCCEEDED"
             charge["failure_code"] = code
             charge["updated"] = _now()
+            if not code:
+                # The customer paid in the wallet: a sale, recorded when it happens.
+                self._record("authorize", charge, charge["charge_amount"], charge["_key"], captured=True)
             self._notify(charge)
         # Admin answers are plain JSON: amounts as strings, never floats.
         return msgspec.to_builtins(self._view(charge))
@@ -172,11 +200,13 @@ class XenditSim:
             return _json({"error_code": "INELIGIBLE_TRANSACTION", "message": "Charge cannot be refunded"}, 400)
         charge["_refunded"] += amount
         charge["refunded_amount"] = charge["_refunded"]
+        refund_id = new_id("ewr_", 24)
+        self._record("refund", charge, amount, request.headers.get("Idempotency-Key"), object_id=refund_id)
         if charge["_refunded"] == charge["charge_amount"]:
             charge["status"] = "REFUNDED"
         return _json(
             {
-                "id": new_id("ewr_", 24),
+                "id": refund_id,
                 "charge_id": charge["id"],
                 "status": "SUCCEEDED",
                 "currency": charge["currency"],
