@@ -24,15 +24,16 @@ Any other valid number approves. Latency is configurable (default 0).
 
 State lives in the process. With several workers, a capture, void or refund may reach a worker
 whose sandbox did not make the authorization; such calls are approved (the switch's own state
-machine has already checked the amounts), while ``sync`` of an unseen attempt still answers
-``resource_missing`` so recovery treats it as never authorized.
+machine has already checked the amounts), while ``sync`` of an unseen attempt answers
+``technical`` with code ``not_found`` (the sandbox has no consistency window: what it never saw
+was never authorized), so recovery fails it without moving money.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import msgspec
 
@@ -95,6 +96,10 @@ class SandboxAdapter(ProviderAdapter):
         self.latency_s = latency_ms / 1000
         self._authorizations: dict[str, _Authorization] = {}
         self._by_idempotency_key: dict[str, str] = {}
+        # Answers to captures, voids and refunds by idempotency key: a replay is answered, not redone.
+        self._answers: dict[tuple[Flow, str], ProviderResult] = {}
+        # Declined, failed and 3-D Secure answers by idempotency key and attempt id.
+        self._refusals: dict[str, ProviderResult] = {}
         self.calls: dict[str, int] = {flow.value: 0 for flow in self.flows}
 
     async def _delay(self, flow: Flow) -> None:
@@ -109,6 +114,9 @@ class SandboxAdapter(ProviderAdapter):
         if known is not None:
             # Providers deduplicate on their idempotency key; so does the sandbox.
             return ProviderResult(outcome=Outcome.APPROVED, provider_reference=known, raw_status="succeeded")
+        refused = self._refusals.get(request.idempotency_key)
+        if refused is not None:
+            return refused
         number = request.card.number if request.card is not None else ""
         outcome, code, message = TEST_CARDS.get(number, (Outcome.APPROVED, None, None))
         if outcome is Outcome.TECHNICAL and code == "timeout":
@@ -124,7 +132,7 @@ class SandboxAdapter(ProviderAdapter):
         if outcome is Outcome.UNKNOWN:
             return ProviderResult(outcome=outcome, code=code, message=message, raw_status="timeout")
         if outcome is Outcome.REQUIRES_ACTION:
-            return ProviderResult(
+            result = ProviderResult(
                 outcome=outcome,
                 provider_reference=reference,
                 code=code,
@@ -132,14 +140,26 @@ class SandboxAdapter(ProviderAdapter):
                 raw_status="requires_action",
                 next_action={"type": "redirect_to_url", "url": f"https://sandbox.invalid/3ds/{reference}"},
             )
-        return ProviderResult(
-            outcome=outcome,
-            provider_reference=reference,
-            code=code,
-            message=message,
-            raw_status="succeeded" if outcome is Outcome.APPROVED else "declined",
-            amount=request.amount if outcome is Outcome.APPROVED else None,
-        )
+        else:
+            result = ProviderResult(
+                outcome=outcome,
+                provider_reference=reference,
+                code=code,
+                message=message,
+                raw_status="succeeded" if outcome is Outcome.APPROVED else "declined",
+                amount=request.amount if outcome is Outcome.APPROVED else None,
+            )
+        if outcome is not Outcome.APPROVED:
+            # A refusal is the provider's answer too: replays and look-ups find it, as at a provider.
+            self._refusals[request.idempotency_key] = self._refusals[request.attempt_id] = result
+        return result
+
+    def _once(self, flow: Flow, key: str, act: Callable[[], ProviderResult]) -> ProviderResult:
+        """Act once per idempotency key, as providers do; a replay gets the first answer."""
+        answer = self._answers.get((flow, key))
+        if answer is None:
+            answer = self._answers[(flow, key)] = act()
+        return answer
 
     def _find(self, reference: str) -> _Authorization | None:
         return self._authorizations.get(reference)
@@ -147,6 +167,9 @@ class SandboxAdapter(ProviderAdapter):
     async def capture(self, request: CaptureRequest) -> ProviderResult:
         """Capture part or all of a remembered authorization."""
         await self._delay(Flow.CAPTURE)
+        return self._once(Flow.CAPTURE, request.idempotency_key, lambda: self._capture_once(request))
+
+    def _capture_once(self, request: CaptureRequest) -> ProviderResult:
         auth = self._find(request.provider_reference)
         if auth is None:
             return self._unseen(request.provider_reference)
@@ -161,6 +184,9 @@ class SandboxAdapter(ProviderAdapter):
     async def void(self, request: VoidRequest) -> ProviderResult:
         """Cancel an uncaptured authorization."""
         await self._delay(Flow.VOID)
+        return self._once(Flow.VOID, request.idempotency_key, lambda: self._void_once(request))
+
+    def _void_once(self, request: VoidRequest) -> ProviderResult:
         auth = self._find(request.provider_reference)
         if auth is None:
             return self._unseen(request.provider_reference)
@@ -174,6 +200,9 @@ class SandboxAdapter(ProviderAdapter):
     async def refund(self, request: RefundRequest) -> ProviderResult:
         """Refund part of the captured amount."""
         await self._delay(Flow.REFUND)
+        return self._once(Flow.REFUND, request.idempotency_key, lambda: self._refund_once(request))
+
+    def _refund_once(self, request: RefundRequest) -> ProviderResult:
         auth = self._find(request.provider_reference)
         if auth is not None and auth.refunded + request.amount > auth.captured:
             return ProviderResult(outcome=Outcome.DECLINED_HARD, code="amount_too_large")
@@ -191,10 +220,10 @@ class SandboxAdapter(ProviderAdapter):
         return ProviderResult(outcome=Outcome.DECLINED_HARD, code="resource_missing", raw_status="not_found")
 
     async def sync(self, request: SyncRequest) -> ProviderResult:
-        """Report what the sandbox knows of an operation; an attempt it never saw is declined.
+        """Report what the sandbox knows of an operation; an attempt it never saw was never authorized.
 
-        The sandbox's state is in this process, so "never saw it" is certain here (the switch
-        reads ``resource_missing`` as "never authorized"). A capture or void reads the
+        The sandbox's state is in this process, so "never saw it" is certain here: ``technical``
+        with code ``not_found``, the outcome rule's proof that nothing happened. A capture or void reads the
         authorization's state; a refund, which the sandbox does not index, stays ``unknown``
         (a replay with the same key is harmless).
         """
@@ -207,7 +236,10 @@ class SandboxAdapter(ProviderAdapter):
                 return ProviderResult(outcome=Outcome.APPROVED, provider_reference=reference, raw_status=auth.status)
             return ProviderResult(outcome=Outcome.UNKNOWN, provider_reference=reference, raw_status="no_lookup")
         if auth is None:
-            return ProviderResult(outcome=Outcome.DECLINED_HARD, code="resource_missing", raw_status="not_found")
+            refused = self._refusals.get(request.attempt_id)
+            if refused is not None:
+                return refused
+            return ProviderResult(outcome=Outcome.TECHNICAL, code="not_found", raw_status="not_found")
         return ProviderResult(
             outcome=Outcome.APPROVED, provider_reference=reference, raw_status=auth.status, amount=auth.amount
         )

@@ -145,6 +145,13 @@ class IdempotencyGuard:
         )
         return replay
 
+    async def recorded(self, request: IdempotencyRequest) -> bool:
+        """Whether the database holds a reservation or an answer for this key."""
+        found = await self._pool.fetchval(
+            "SELECT 1 FROM idempotency_keys WHERE merchant_id = $1 AND key = $2", request.merchant_id, request.key
+        )
+        return found is not None
+
     async def complete(self, request: IdempotencyRequest, status_code: int, body: bytes) -> None:
         """Remember the final response (already committed to the database) in the store."""
         record = _Record(request.endpoint, request.body_hash, status_code, body)

@@ -418,7 +418,14 @@ class PaymentService:
             loaded = await load_payment(self._pool, merchant.id, payment_id)
             if loaded is None:
                 raise _missing("payment", payment_id)
-            amount, params = plan(loaded.state)
+            try:
+                amount, params = plan(loaded.state)
+            except PaymentError:
+                # The state may forbid it because this very request already ran (the fast store
+                # forgot the key): the durable record answers first.
+                if idem is not None and await self._idempotency.recorded(idem):
+                    return await self._resume(merchant, idem)
+                raise
             if loaded.provider not in self._adapters:
                 raise PaymentError("unavailable", "provider_unavailable", f"the payment's provider cannot {kind} now")
             now = int(time.time())

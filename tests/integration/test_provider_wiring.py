@@ -172,15 +172,26 @@ async def test_card_payment_is_authorized_captured_and_refunded_through_a_real_a
     assert (await verify_ledger(routed_app.state.pool)).ok
 
 
-async def test_a_provider_outage_fails_over_to_the_next_provider(routed, routed_app, admin):
+async def test_a_provider_that_refuses_without_processing_fails_over_to_the_next(routed, routed_app, admin):
     merchant = await _merchant(routed_app, "adyen", "stripe")
-    await admin.burst("adyen", 503, 10)
+    # 429: the provider says it processed nothing, so another provider may take the payment.
+    await admin.burst("adyen", 429, 10)
     payment = (await _pay(routed, merchant)).json()
     assert payment["status"] == "captured", payment
     assert payment["provider"] == "stripe"
     attempts = payment["routing"]["attempts"]
     assert [a["provider"] for a in attempts] == ["adyen", "stripe"]
     assert [a["outcome"] for a in attempts] == ["technical", "approved"]
+
+
+async def test_a_5xx_is_not_proof_of_nothing_so_the_payment_waits_instead_of_failing_over(routed, routed_app, admin):
+    merchant = await _merchant(routed_app, "adyen", "stripe")
+    await admin.burst("adyen", 503, 10)
+    payment = (await _pay(routed, merchant)).json()
+    assert payment["status"] == "pending", payment
+    assert payment["pending_reason"] == "provider_outcome_unknown"
+    assert [a["provider"] for a in payment["routing"]["attempts"]] == ["adyen"]
+    assert admin.server.sim.books.charged_providers(payment["id"]) == set()
 
 
 async def test_a_hard_decline_does_not_fail_over(routed, routed_app, admin):

@@ -141,5 +141,8 @@ async def test_an_unanswered_status_call_leaves_the_attempt_open(app, merchant, 
     # After the crash the payment exists for the merchant, pending with an unknown outcome.
     pending = await db.fetchval("SELECT body::text FROM payments WHERE id = $1", payment.id)
     assert '"pending_reason":"provider_outcome_unknown"' in pending
+    # It backs off: the same instant finds nothing due, a later pass settles it.
     await app.state.recovery.run_once(now=time.time() + 3600)
+    assert await db.fetchval("SELECT checks FROM payment_attempts WHERE id = $1", attempt_id) == 1
+    await app.state.recovery.run_once(now=time.time() + 3600 + 60)
     assert await db.fetchval("SELECT status FROM payment_attempts WHERE id = $1", attempt_id) == "done"
