@@ -203,6 +203,9 @@ class SyncRequest(msgspec.Struct, frozen=True, kw_only=True):
         currency: ISO 4217 code of ``amount``.
         attempted_at: Unix time the operation's intent was written; a search that finds nothing
             is proof of nothing only once the provider's consistency window has passed since then.
+        expected_total: For a capture or refund: the provider's cumulative captured (refunded)
+            amount, in ISO minor units, if this operation was performed (what the switch had
+            booked before it plus ``amount``), so a partial capture can be recognised.
     """
 
     payment_id: str
@@ -213,6 +216,7 @@ class SyncRequest(msgspec.Struct, frozen=True, kw_only=True):
     amount: int | None = None
     currency: str | None = None
     attempted_at: float | None = None
+    expected_total: int | None = None
 
 
 class ProviderResult(msgspec.Struct, kw_only=True):

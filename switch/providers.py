@@ -8,6 +8,8 @@ Accounts come from a TOML file (``SWITCH_PROVIDERS_FILE``)::
     webhook_secret = "env:STRIPE_WEBHOOK_SECRET"
     base_url = "https://..."               # optional; the simulator's URL in tests and load tests
     account_id = ""                        # merchant account, client id, ...
+    timeout_s = 10.0                       # optional: deadline of one call, retries included
+    lookup_consistency_s = 3600            # optional: how long a look-up by our id may lag
 
 The in-process ``sandbox`` account always exists. A merchant's ``providers`` list names accounts in
 priority order; inbound notifications arrive at ``POST /webhooks/{account}``.
@@ -15,6 +17,7 @@ priority order; inbound notifications arrive at ``POST /webhooks/{account}``.
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import tomllib
@@ -40,6 +43,11 @@ class AccountConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     account_id: str = ""
     base_url: str = ""
     extra: dict[str, str] = msgspec.field(default_factory=dict)
+    # Deadline of one provider call including its retries (seconds); the adapter's default if unset.
+    timeout_s: float | None = None
+    # How long the provider's look-up by our own id may lag behind its writes (Stripe's search up to
+    # an hour in incidents): "not found" within it is not proof that nothing happened.
+    lookup_consistency_s: float | None = None
 
     def __repr__(self) -> str:
         """Never show the secrets."""
@@ -61,7 +69,34 @@ def _resolve(value: str, where: str, environ: Mapping[str, str]) -> str:
     return environ[name]
 
 
-def load_accounts(path: str, environ: Mapping[str, str] | None = None) -> dict[str, tuple[str, Credentials]]:
+class Account(msgspec.Struct, frozen=True, kw_only=True):
+    """A provider account ready to instantiate: provider name, credentials and adapter options."""
+
+    provider: str
+    credentials: Credentials
+    options: dict[str, float] = msgspec.field(default_factory=dict)
+
+
+# Providers-file field -> the adapter constructor's keyword.
+_OPTIONS = {"timeout_s": "total_timeout", "lookup_consistency_s": "consistency_window_s"}
+
+
+def _options(name: str, account: AccountConfig) -> dict[str, float]:
+    accepted = inspect.signature(registry.adapter_class(account.provider).__init__).parameters
+    options: dict[str, float] = {}
+    for field, keyword in _OPTIONS.items():
+        value = getattr(account, field)
+        if value is None:
+            continue
+        if value <= 0:
+            raise ConfigError(f"account {name!r}: {field} must be a positive number of seconds")
+        if keyword not in accepted:
+            raise ConfigError(f"account {name!r}: provider {account.provider!r} does not take {field}")
+        options[keyword] = float(value)
+    return options
+
+
+def load_accounts(path: str, environ: Mapping[str, str] | None = None) -> dict[str, Account]:
     """Read the providers file into ``{account: (provider, credentials)}``.
 
     Raises:
@@ -96,15 +131,13 @@ def load_accounts(path: str, environ: Mapping[str, str] | None = None) -> dict[s
             base_url=account.base_url,
             extra={key: _resolve(value, f"{where} extra.{key}", env) for key, value in account.extra.items()},
         )
-        accounts[name] = (account.provider, credentials)
+        accounts[name] = Account(provider=account.provider, credentials=credentials, options=_options(name, account))
     return accounts
 
 
-def build_adapters(
-    accounts: Mapping[str, tuple[str, Credentials]], *, sandbox_latency_ms: int = 0
-) -> dict[str, ProviderAdapter]:
+def build_adapters(accounts: Mapping[str, Account], *, sandbox_latency_ms: int = 0) -> dict[str, ProviderAdapter]:
     """Instantiate one adapter per account, plus the sandbox."""
     adapters: dict[str, ProviderAdapter] = {SANDBOX: SandboxAdapter(latency_ms=sandbox_latency_ms)}
-    for name, (provider, credentials) in accounts.items():
-        adapters[name] = registry.create(provider, credentials)
+    for name, account in accounts.items():
+        adapters[name] = registry.adapter_class(account.provider)(account.credentials, **account.options)
     return adapters

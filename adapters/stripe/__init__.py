@@ -384,6 +384,17 @@ class StripeAdapter(ProviderAdapter):
                 raw_status=intent.status,
                 code="payment_intent_unexpected_state",
             )
+        if request.operation == "capture" and request.expected_total is not None:
+            received = t.from_stripe_amount(intent.amount_received, currency)
+            if received >= request.expected_total:
+                # A partial capture that keeps the rest open leaves the intent requires_capture.
+                return ProviderResult(
+                    outcome=Outcome.APPROVED, provider_reference=intent.id, raw_status=intent.status, amount=received
+                )
+            # Retrieval is consistent, but a stalled request may still be running: only once the
+            # window has passed does "not captured" prove the capture never happened.
+            missing = not_found_outcome(request, self.consistency_window_s)
+            return msgspec.structs.replace(missing, provider_reference=intent.id, raw_status=intent.status)
         # Still requires_capture: the request may not have arrived or may still be running;
         # replaying it with the same key is what resolves it.
         return ProviderResult(outcome=Outcome.UNKNOWN, provider_reference=intent.id, raw_status=intent.status)

@@ -86,8 +86,11 @@ def handle_api_error(_: Request, exc: ApiError) -> Response[bytes]:
 
 
 def handle_payment_error(_: Request, exc: PaymentError) -> Response[bytes]:
-    """Exception handler for domain refusals."""
-    return handle_api_error(_, from_payment_error(exc))
+    """Exception handler for domain refusals; a 503 says when to retry (with the same key)."""
+    response = handle_api_error(_, from_payment_error(exc))
+    if exc.kind == "unavailable":
+        response.headers["Retry-After"] = "1"
+    return response
 
 
 def handle_http_exception(_: Request, exc: HTTPException) -> Response[bytes]:

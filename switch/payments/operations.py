@@ -201,6 +201,15 @@ class OutcomeUnknown(PaymentError):
         )
 
 
+def _expected_total(operation: Operation, payment: Payment) -> int | None:
+    """The provider's cumulative total for this kind of operation, had it been performed."""
+    if operation.kind == "capture":
+        return payment.amount_captured + operation.amount
+    if operation.kind == "refund":
+        return payment.amount_refunded + operation.amount
+    return None
+
+
 def backoff_s(checks: int) -> int:
     """Seconds until the next look at an unresolved operation or attempt: 30 s doubling to 1 h."""
     return min(30 * 2 ** min(checks, 10), 3600)
@@ -318,6 +327,7 @@ class OperationDriver:
             operation_id=operation.id,
             amount=operation.amount,
             currency=operation.currency,
+            expected_total=_expected_total(operation, payment),
         )
         try:
             async with asyncio.timeout(self._provider_timeout_s):
