@@ -1,4 +1,4 @@
-"""The ``switch`` command: serve, migrate, merchants, ledger verify, simulator.
+"""The ``switch`` command: serve, migrate, merchants, ledger verify, recovery list, simulator.
 
 Every failure is one clear line on stderr and a non-zero exit code, never a traceback.
 """
@@ -12,6 +12,7 @@ import os
 import pathlib
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import NoReturn
 
@@ -140,6 +141,32 @@ def cmd_ledger_verify(settings: Settings, _: argparse.Namespace) -> int:
         report = await verify_ledger(connection)
         print(report.render())
         return 0 if report.ok else 1
+
+    return asyncio.run(_with_migrated_connection(settings, work))
+
+
+def cmd_recovery_list(settings: Settings, args: argparse.Namespace) -> int:
+    """List open intents recovery has not settled (only those stuck for an operator with ``--stuck``)."""
+    from switch.payments.recovery import list_unresolved
+
+    async def work(connection: asyncpg.Connection) -> int:
+        found = await list_unresolved(connection, stuck_only=args.stuck)
+        if not found:
+            print("no stuck intents" if args.stuck else "no unresolved intents: every provider call is settled")
+            return 0
+        now = time.time()
+        header = ("kind", "intent", "payment", "provider", "amount", "age", "checks")
+        print("{:<10} {:<32} {:<32} {:<14} {:>12} {:>9} {:>6} stuck".format(*header))
+        for item in found:
+            age = f"{int(now - item.created)}s"
+            stuck = "yes" if item.stuck_since is not None else "no"
+            amount = f"{item.amount} {item.currency}"
+            print(
+                f"{item.kind:<10} {item.id:<32} {item.payment_id:<32} {item.provider:<14} {amount:>12} {age:>9}"
+                f" {item.checks:>6} {stuck}"
+            )
+        # Exit 1 when something waits for an operator, so a cron job or probe can alert on it.
+        return 1 if any(item.stuck_since is not None for item in found) else 0
 
     return asyncio.run(_with_migrated_connection(settings, work))
 
@@ -275,6 +302,14 @@ def _parser() -> argparse.ArgumentParser:
     ledger = commands.add_parser("ledger", help="ledger tools")
     ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")
     ledger_commands.add_parser("verify", help="check the ledger invariants").set_defaults(handler=cmd_ledger_verify)
+
+    recovery = commands.add_parser("recovery", help="intents whose provider outcome is not settled yet")
+    recovery_commands = recovery.add_subparsers(dest="recovery_command", required=True, metavar="ACTION")
+    unresolved = recovery_commands.add_parser(
+        "list", help="list unresolved authorization attempts and capture/void/refund operations"
+    )
+    unresolved.add_argument("--stuck", action="store_true", help="only those marked for an operator")
+    unresolved.set_defaults(handler=cmd_recovery_list)
     return parser
 
 

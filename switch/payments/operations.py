@@ -23,6 +23,7 @@ resumes this very intent, and recovery replays it on its own schedule.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections.abc import Mapping
@@ -41,7 +42,7 @@ from adapters.base import (
     SyncRequest,
     VoidRequest,
 )
-from switch.errors import ConcurrentUpdate, PaymentError
+from switch.errors import ConcurrentUpdate, LedgerUnavailable, PaymentError
 from switch.ledger import postings
 from switch.ledger.writer import (
     GroupCommitWriter,
@@ -66,6 +67,8 @@ ID_PREFIX: dict[str, str] = {"capture": "cap", "void": "void", "refund": "re"}
 LEASE_MARGIN_S = 30
 # Attempts to settle an operation against a payment a notification changed meanwhile.
 _SETTLE_RETRIES = 5
+# Of those, how many may meet a failed ledger batch (the money moved: booking it is worth a wait).
+_LEDGER_RETRIES = 3
 
 
 class OperationParams(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -342,11 +345,18 @@ class OperationDriver:
         self, operation: Operation, loaded: LoadedPayment, result: ProviderResult, *, isolated: bool = False
     ) -> Settled:
         """Write the outcome of ``operation``; see :meth:`drive` for what it raises."""
-        for _ in range(_SETTLE_RETRIES):
+        for attempt in range(_SETTLE_RETRIES):
             op, settled = self._outcome_op(operation, loaded, result)
             op.isolated = isolated
             try:
                 written = await self._writer.submit(op)
+            except LedgerUnavailable:
+                # Safe to write again: the close is conditional, so if the failed batch did commit
+                # (its acknowledgement was lost) the second write finds the operation closed.
+                if attempt + 1 >= _LEDGER_RETRIES:
+                    raise
+                await asyncio.sleep(0.05 * 4**attempt)
+                continue
             except ConcurrentUpdate:
                 # A notification changed the payment after we read it; the operation still holds
                 # the payment, so settle against its current state.
@@ -424,8 +434,11 @@ class OperationDriver:
     def _performed(
         operation: Operation, loaded: LoadedPayment, result: ProviderResult, now: int
     ) -> tuple[WriteOp, Settled]:
-        """The provider performed ``operation`` (or accepted it for later confirmation): book it."""
-        payment, state = loaded.payment, loaded.state
+        """The provider performed ``operation`` (or accepted it for later confirmation): book it.
+
+        Works on copies: a write that fails is built again from the same ``loaded`` state.
+        """
+        payment, state = PAYMENT_DECODER.decode(ENCODER.encode(loaded.payment)), copy.copy(loaded.state)
         common = {
             "merchant_id": operation.merchant_id,
             "payment_id": payment.id,

@@ -118,7 +118,7 @@ class Unresolved(msgspec.Struct, frozen=True):
     stuck_since: int | None
 
 
-async def list_unresolved(pool: asyncpg.Pool, *, stuck_only: bool = False) -> list[Unresolved]:
+async def list_unresolved(pool: asyncpg.Pool | asyncpg.Connection, *, stuck_only: bool = False) -> list[Unresolved]:
     """Every open intent, oldest first (only those marked for an operator with ``stuck_only``)."""
     rows = await pool.fetch(_UNRESOLVED)
     found = [Unresolved(**dict(row)) for row in rows]

@@ -240,3 +240,29 @@ def test_simulator_with_a_missing_config_file_is_one_line_error(tmp_path):
     assert result.returncode == 2
     assert "cannot load simulator config" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_recovery_list_names_unresolved_intents_and_exits_1_for_stuck_ones(fresh_database):
+    env = {"SWITCH_DATABASE_URL": fresh_database}
+    run_switch("migrate", env=env)
+    clean = run_switch("recovery", "list", env=env)
+    assert clean.returncode == 0, clean.stderr
+    assert "no unresolved intents" in clean.stdout
+    _fetch(
+        fresh_database,
+        "INSERT INTO merchants (id, name, key_hash, key_prefix, created) VALUES ('mer_1', 'm', '\\x00', 'sk_', 0)",
+    )
+    _fetch(
+        fresh_database,
+        "INSERT INTO payment_attempts (id, payment_id, merchant_id, provider, amount, currency, status, request,"
+        " created, checks, next_check) VALUES ('att_open', 'pay_1', 'mer_1', 'stripe', 1250, 'EUR', 'unknown',"
+        " '{}', 0, 3, 0)",
+    )
+    waiting = run_switch("recovery", "list", env=env)
+    assert waiting.returncode == 0, waiting.stderr
+    assert "att_open" in waiting.stdout and "1250 EUR" in waiting.stdout
+    assert "no stuck intents" in run_switch("recovery", "list", "--stuck", env=env).stdout
+    _fetch(fresh_database, "UPDATE payment_attempts SET stuck_since = 1 WHERE id = 'att_open'")
+    stuck = run_switch("recovery", "list", "--stuck", env=env)
+    assert stuck.returncode == 1
+    assert "att_open" in stuck.stdout and stuck.stdout.rstrip().endswith("yes")

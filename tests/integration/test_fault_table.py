@@ -317,3 +317,18 @@ async def test_a_capture_or_refund_whose_answer_was_lost_moves_money_once(
     moved = [m for m in sim.sim.books.for_payment(payment["id"]) if m.kind == kind]
     assert [m.amount for m in moved] == [1_000]
     await _assert_books_agree(switch_app, client, merchant, sim, payment["id"])
+
+
+async def test_a_capture_whose_outcome_batch_fails_once_is_booked_by_writing_it_again(
+    switch_app, client, merchant, sim
+):
+    payment = await _authorized(client, merchant)
+    failed_before = switch_app.state.writer.batches_failed
+    with _database_lost_at(switch_app, 2):  # 1: the intent; 2: the outcome, after Stripe captured
+        response = await client.post(
+            f"/v1/payments/{payment['id']}/capture", json={}, headers={**merchant.headers, "Idempotency-Key": "c1"}
+        )
+    assert response.status_code == 200, response.text
+    assert switch_app.state.writer.batches_failed == failed_before + 1
+    assert [m.kind for m in sim.sim.books.for_payment(payment["id"])] == ["authorize", "capture"]
+    await _assert_books_agree(switch_app, client, merchant, sim, payment["id"])
