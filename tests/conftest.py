@@ -91,9 +91,9 @@ def settings(database_url: str) -> Settings:
     return Settings(database_url=database_url, data_dir=tempfile.gettempdir())
 
 
-@pytest_asyncio.fixture(scope="session")
-async def app(settings: Settings) -> AsyncIterator[Litestar]:
-    """The application with its lifespan running on the test session's event loop."""
+@contextlib.asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[Litestar]:
+    """An application with its lifespan running on this event loop, stopped on exit."""
     from switch.app import create_app
 
     application = create_app(settings)
@@ -110,10 +110,20 @@ async def app(settings: Settings) -> AsyncIterator[Litestar]:
     waiter = asyncio.create_task(started.wait())
     await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
     if task.done():
+        waiter.cancel()
         task.result()
-    yield application
-    stopping.set()
-    await task
+    try:
+        yield application
+    finally:
+        stopping.set()
+        await task
+
+
+@pytest_asyncio.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[Litestar]:
+    """The application with its lifespan running on the test session's event loop."""
+    async with running_app(settings) as application:
+        yield application
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 import asyncpg
@@ -403,6 +403,80 @@ def _columns(rows: list[Any], names: tuple[str, ...]) -> list[list[Any]]:
     return [[getattr(row, name) for row in rows] for name in names]
 
 
+class _Step(msgspec.Struct, frozen=True):
+    """One conditional statement of a batch: which row of an op it takes and how it answers."""
+
+    name: str
+    row_of: Callable[[WriteOp], Any]
+    dedupe: Callable[[Any], Hashable]
+    match: Callable[[Any], Hashable]
+    returned: Callable[[asyncpg.Record], Hashable]
+    sql: str
+    columns: tuple[str, ...]
+    refused: WriteResult
+
+
+def _merchant_key(row: Any) -> Hashable:
+    return (row.merchant_id, row.key)
+
+
+def _event_key(row: Any) -> Hashable:
+    return (row.account, row.event_id)
+
+
+def _row_id(row: Any) -> Hashable:
+    return row.id
+
+
+def _payment_of(row: Any) -> Hashable:
+    return row.payment_id
+
+
+# In order: the key reservation, the notification, the operation's claim of its payment, the close.
+_STEPS = (
+    _Step(
+        "reserve",
+        lambda op: op.reserve,
+        _merchant_key,
+        _merchant_key,
+        lambda r: (r["merchant_id"], r["key"]),
+        _SQL_RESERVE,
+        ("merchant_id", "key", "endpoint", "body_hash", "created"),
+        WriteResult(reserved=False),
+    ),
+    _Step(
+        "event",
+        lambda op: op.event,
+        _event_key,
+        _event_key,
+        lambda r: (r["account"], r["event_id"]),
+        _SQL_CLAIM_EVENT,
+        ("account", "event_id", "event_type", "payment_id", "outcome", "received"),
+        WriteResult(fresh_event=False),
+    ),
+    # One writer per payment, inside a batch too: claims are deduplicated by payment.
+    _Step(
+        "claim",
+        lambda op: op.operation,
+        _payment_of,
+        _row_id,
+        lambda r: r["id"],
+        _SQL_CLAIM_OPERATION,
+        _OPERATION_COLUMNS,
+        WriteResult(claimed=False),
+    ),
+    _Step(
+        "close",
+        lambda op: op.operation_close,
+        _row_id,
+        _row_id,
+        lambda r: r["id"],
+        _SQL_CLOSE_OPERATION,
+        _CLOSE_COLUMNS,
+        WriteResult(closed=False),
+    ),
+)
+
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
 
 
@@ -550,113 +624,13 @@ class GroupCommitWriter:
         )
         if touched:
             await connection.execute(_SQL_LOCK_PAYMENTS, touched)
-        live = await self._reserve(connection, batch, results, list(range(len(batch))), passed["reserve"])
-        live = await self._claim_events(connection, batch, results, live, passed["event"])
-        live = await self._claim_operations(connection, batch, results, live, passed["claim"])
-        live = await self._close_operations(connection, batch, results, live, passed["close"])
+        live = list(range(len(batch)))
+        for step in _STEPS:
+            live = await self._conditional_step(connection, batch, results, live, passed[step.name], step)
         live = await self._update_payments(connection, batch, results, live)
         survivors = set(live)
         await self._undo(connection, batch, {step: ops - survivors for step, ops in passed.items()})
         return live
-
-    async def _reserve(
-        self,
-        connection: asyncpg.Connection,
-        batch: list[_Pending],
-        results: list[WriteResult | Exception],
-        live: list[int],
-        passed: set[int],
-    ) -> list[int]:
-        reserving = []
-        claimed: set[tuple[str, str]] = set()
-        for i in live:
-            reserve = batch[i].op.reserve
-            if reserve is None:
-                continue
-            if (reserve.merchant_id, reserve.key) in claimed:
-                # Duplicates inside one batch: the first claims the key, the rest find it taken.
-                results[i] = WriteResult(reserved=False)
-                continue
-            claimed.add((reserve.merchant_id, reserve.key))
-            reserving.append(i)
-        if reserving:
-            rows = [batch[i].op.reserve for i in reserving]
-            got = await connection.fetch(
-                _SQL_RESERVE, *_columns(rows, ("merchant_id", "key", "endpoint", "body_hash", "created"))
-            )
-            won = {(r["merchant_id"], r["key"]) for r in got}
-            for i in reserving:
-                reserve = batch[i].op.reserve
-                assert reserve is not None
-                if (reserve.merchant_id, reserve.key) in won:
-                    passed.add(i)
-                else:
-                    results[i] = WriteResult(reserved=False)
-        return [i for i in live if _reserved(results[i])]
-
-    async def _claim_operations(
-        self,
-        connection: asyncpg.Connection,
-        batch: list[_Pending],
-        results: list[WriteResult | Exception],
-        live: list[int],
-        passed: set[int],
-    ) -> list[int]:
-        claiming: list[int] = []
-        payments: set[str] = set()
-        for i in live:
-            operation = batch[i].op.operation
-            if operation is None:
-                continue
-            if operation.payment_id in payments:
-                results[i] = WriteResult(claimed=False)  # one writer per payment, inside a batch too
-                continue
-            payments.add(operation.payment_id)
-            claiming.append(i)
-        if claiming:
-            rows = [batch[i].op.operation for i in claiming]
-            got = await connection.fetch(_SQL_CLAIM_OPERATION, *_columns(rows, _OPERATION_COLUMNS))
-            won = {r["id"] for r in got}
-            for i in claiming:
-                operation = batch[i].op.operation
-                assert operation is not None
-                if operation.id in won:
-                    passed.add(i)
-                else:
-                    results[i] = WriteResult(claimed=False)
-        return [i for i in live if _reserved(results[i])]
-
-    async def _close_operations(
-        self,
-        connection: asyncpg.Connection,
-        batch: list[_Pending],
-        results: list[WriteResult | Exception],
-        live: list[int],
-        passed: set[int],
-    ) -> list[int]:
-        closing: list[int] = []
-        seen: set[str] = set()
-        for i in live:
-            close = batch[i].op.operation_close
-            if close is None:
-                continue
-            if close.id in seen:
-                results[i] = WriteResult(closed=False)
-                continue
-            seen.add(close.id)
-            closing.append(i)
-        if closing:
-            rows = [batch[i].op.operation_close for i in closing]
-            got = await connection.fetch(_SQL_CLOSE_OPERATION, *_columns(rows, _CLOSE_COLUMNS))
-            won = {r["id"] for r in got}
-            for i in closing:
-                close = batch[i].op.operation_close
-                assert close is not None
-                if close.id in won:
-                    passed.add(i)
-                else:
-                    results[i] = WriteResult(closed=False)
-        return [i for i in live if _reserved(results[i])]
 
     async def _update_payments(
         self,
@@ -706,37 +680,36 @@ class GroupCommitWriter:
         if reopened:
             await connection.execute(_SQL_REOPEN_OPERATION, [c.id for c in reopened if c is not None])
 
-    async def _claim_events(
-        self,
+    @staticmethod
+    async def _conditional_step(
         connection: asyncpg.Connection,
         batch: list[_Pending],
         results: list[WriteResult | Exception],
         live: list[int],
         passed: set[int],
+        step: _Step,
     ) -> list[int]:
-        claiming: list[int] = []
-        seen: set[tuple[str, str]] = set()
+        """Run one conditional statement for the live ops that carry its row; return those still live."""
+        taking: list[int] = []
+        seen: set[Hashable] = set()
         for i in live:
-            event = batch[i].op.event
-            if event is None:
+            row = step.row_of(batch[i].op)
+            if row is None:
                 continue
-            if (event.account, event.event_id) in seen:
-                results[i] = WriteResult(fresh_event=False)
+            if step.dedupe(row) in seen:
+                # Two in one batch: both read the database before it, so only the first may go on.
+                results[i] = step.refused
                 continue
-            seen.add((event.account, event.event_id))
-            claiming.append(i)
-        if claiming:
-            rows = [batch[i].op.event for i in claiming]
-            names = ("account", "event_id", "event_type", "payment_id", "outcome", "received")
-            got = await connection.fetch(_SQL_CLAIM_EVENT, *_columns(rows, names))
-            fresh = {(r["account"], r["event_id"]) for r in got}
-            for i in claiming:
-                event = batch[i].op.event
-                assert event is not None
-                if (event.account, event.event_id) in fresh:
+            seen.add(step.dedupe(row))
+            taking.append(i)
+        if taking:
+            rows = [step.row_of(batch[i].op) for i in taking]
+            won = {step.returned(r) for r in await connection.fetch(step.sql, *_columns(rows, step.columns))}
+            for i in taking:
+                if step.match(step.row_of(batch[i].op)) in won:
                     passed.add(i)
                 else:
-                    results[i] = WriteResult(fresh_event=False)
+                    results[i] = step.refused
         return [i for i in live if _reserved(results[i])]
 
     async def _apply_rows(self, connection: asyncpg.Connection, ops: list[WriteOp]) -> None:

@@ -28,7 +28,7 @@ from switch.config import Settings
 from switch.ledger.verify import verify_ledger
 from switch.merchants import create_merchant, set_merchant_providers
 from tests.api.helpers import card
-from tests.conftest import MerchantKey, temporary_database
+from tests.conftest import MerchantKey, running_app, temporary_database
 from tests.ledger.test_ledger_properties import _database_lost_at
 
 # Short deadlines keep the table fast: a call is given up after 1 s; a look-up by our own id is
@@ -65,23 +65,10 @@ async def sim() -> AsyncIterator[SimulatorServer]:
 
 @pytest_asyncio.fixture(scope="module")
 async def switch_app(sim, fault_database, tmp_path_factory) -> AsyncIterator[Litestar]:
-    from switch.app import create_app
-
     path = tmp_path_factory.mktemp("faults") / "providers.toml"
     path.write_text(PROVIDERS.format(stripe=sim.url_for("stripe")))
-    app = create_app(Settings(database_url=fault_database, providers_file=str(path)))
-    started, stopping = asyncio.Event(), asyncio.Event()
-
-    async def run() -> None:
-        async with app.lifespan():
-            started.set()
-            await stopping.wait()
-
-    task = asyncio.create_task(run())
-    await started.wait()
-    yield app
-    stopping.set()
-    await task
+    async with running_app(Settings(database_url=fault_database, providers_file=str(path))) as app:
+        yield app
 
 
 @pytest_asyncio.fixture(scope="module")

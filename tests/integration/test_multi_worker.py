@@ -14,39 +14,20 @@ from litestar import Litestar
 from switch.config import Settings
 from switch.merchants import create_merchant
 from tests.api.helpers import payment_body
-from tests.conftest import MerchantKey
-
-
-async def _start(settings: Settings) -> tuple[Litestar, asyncio.Event, asyncio.Task[None]]:
-    from switch.app import create_app
-
-    app = create_app(settings)
-    started, stopping = asyncio.Event(), asyncio.Event()
-
-    async def run() -> None:
-        async with app.lifespan():
-            started.set()
-            await stopping.wait()
-
-    task = asyncio.create_task(run())
-    await started.wait()
-    return app, stopping, task
+from tests.conftest import MerchantKey, running_app
 
 
 @pytest_asyncio.fixture(scope="module")
 async def workers(database_url, redis_url) -> AsyncIterator[list[tuple[Litestar, httpx.AsyncClient]]]:
     settings = Settings(database_url=database_url, redis_url=redis_url, workers=2)
-    started = [await _start(settings) for _ in range(2)]
-    clients = [
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://switch.test")
-        for app, _, _ in started
-    ]
-    yield [(app, client) for (app, _, _), client in zip(started, clients, strict=True)]
-    for client in clients:
-        await client.aclose()
-    for _, stopping, task in started:
-        stopping.set()
-        await task
+    async with running_app(settings) as first, running_app(settings) as second:
+        clients = [
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://switch.test")
+            for app in (first, second)
+        ]
+        yield [(first, clients[0]), (second, clients[1])]
+        for client in clients:
+            await client.aclose()
 
 
 @pytest_asyncio.fixture

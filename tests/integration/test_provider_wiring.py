@@ -3,7 +3,6 @@ asynchronous methods completed by signed webhooks, duplicates and forgeries."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -26,7 +25,7 @@ from tests.adapters.extra_cases import (
     XENDIT_SECRET_KEY,
 )
 from tests.api.helpers import card
-from tests.conftest import MerchantKey
+from tests.conftest import MerchantKey, running_app
 
 PROVIDERS_TOML = """
 [accounts.stripe]
@@ -91,8 +90,6 @@ async def hooks() -> AsyncIterator[Receiver]:
 async def routed_app(sim, database_url, tmp_path_factory) -> AsyncIterator[Litestar]:
     import os
 
-    from switch.app import create_app
-
     os.environ["TEST_STRIPE_WHSEC"] = "whsec_simulator"
     path = tmp_path_factory.mktemp("providers") / "providers.toml"
     path.write_text(
@@ -111,19 +108,8 @@ async def routed_app(sim, database_url, tmp_path_factory) -> AsyncIterator[Lites
             sepa_key=SEPA_HMAC_KEY,
         )
     )
-    app = create_app(Settings(database_url=database_url, providers_file=str(path)))
-    started, stopping = asyncio.Event(), asyncio.Event()
-
-    async def run() -> None:
-        async with app.lifespan():
-            started.set()
-            await stopping.wait()
-
-    task = asyncio.create_task(run())
-    await started.wait()
-    yield app
-    stopping.set()
-    await task
+    async with running_app(Settings(database_url=database_url, providers_file=str(path))) as app:
+        yield app
 
 
 @pytest_asyncio.fixture(scope="module")

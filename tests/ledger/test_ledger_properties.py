@@ -14,7 +14,6 @@ same key, and recovery is run when the retry finds the key still in flight.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import secrets
@@ -36,7 +35,7 @@ from switch.config import Settings
 from switch.ledger.verify import verify_ledger
 from switch.merchants import create_merchant
 from tests.api.helpers import payment_body
-from tests.conftest import MerchantKey, temporary_database
+from tests.conftest import MerchantKey, running_app, temporary_database
 
 settings.register_profile(
     "ledger-properties",
@@ -172,22 +171,12 @@ def property_database(server_url: str) -> Iterator[str]:
 
 @pytest_asyncio.fixture(scope="module")
 async def switch_app(property_database: str) -> AsyncIterator[tuple[Litestar, httpx.AsyncClient]]:
-    from switch.app import create_app
-
-    app = create_app(Settings(database_url=property_database, data_dir=tempfile.gettempdir()))
-    started, stopping = asyncio.Event(), asyncio.Event()
-
-    async def run() -> None:
-        async with app.lifespan():
-            started.set()
-            await stopping.wait()
-
-    task = asyncio.create_task(run())
-    await started.wait()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://switch.test") as http:
+    settings = Settings(database_url=property_database, data_dir=tempfile.gettempdir())
+    async with (
+        running_app(settings) as app,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://switch.test") as http,
+    ):
         yield app, http
-    stopping.set()
-    await task
 
 
 class Driver:

@@ -8,7 +8,6 @@ way one check names, and asserts that this check, and only this check, fails.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -23,7 +22,7 @@ from switch.config import Settings
 from switch.ledger.verify import VerifyReport, verify_ledger
 from switch.merchants import create_merchant
 from tests.api.helpers import payment_body
-from tests.conftest import _with_database, temporary_database
+from tests.conftest import _with_database, running_app, temporary_database
 
 ALL_CHECKS = {
     "balanced",
@@ -85,19 +84,7 @@ async def _post(http: httpx.AsyncClient, path: str, key: str, body: dict, idem: 
 
 @pytest_asyncio.fixture(scope="module")
 async def ledger(source_url: str) -> Ledger:
-    from switch.app import create_app
-
-    app = create_app(Settings(database_url=source_url, data_dir=tempfile.gettempdir()))
-    started, stopping = asyncio.Event(), asyncio.Event()
-
-    async def run() -> None:
-        async with app.lifespan():
-            started.set()
-            await stopping.wait()
-
-    task = asyncio.create_task(run())
-    await started.wait()
-    try:
+    async with running_app(Settings(database_url=source_url, data_dir=tempfile.gettempdir())) as app:
         pool = app.state.pool
         merchant, key = await create_merchant(pool, "verify-" + secrets.token_hex(4))
         other, other_key = await create_merchant(pool, "verify-other-" + secrets.token_hex(4))
@@ -116,9 +103,6 @@ async def ledger(source_url: str) -> Ledger:
             failed = await _post(http, pay, key, payment_body(number="4000000000000119"))
             assert (declined["status"], failed["status"]) == ("declined", "failed")
             await _post(http, pay, other_key, payment_body(amount=4100), idem="k-sale")
-    finally:
-        stopping.set()
-        await task
     return Ledger(
         database=source_url.rpartition("/")[2].partition("?")[0],
         merchant=merchant.id,
