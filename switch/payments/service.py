@@ -28,7 +28,7 @@ from switch.merchants import Merchant
 from switch.metrics import Metrics
 from switch.payments.idempotency import IdempotencyGuard, IdempotencyRequest, Replay
 from switch.payments.locks import KeyedLocks
-from switch.payments.methods import prepare_method
+from switch.payments.methods import MethodDetails, prepare_method
 from switch.payments.model import (
     ENCODER,
     AttemptOut,
@@ -157,7 +157,6 @@ class PaymentService:
             metadata=request.metadata,
             created=int(time.time()),
         )
-        customer = request.customer
         masked_request = _ATTEMPT_REQUEST_ENCODER.encode(payment).decode()
         pending_updates: list[AttemptUpdate] = []
         result: ProviderResult | None = None
@@ -188,27 +187,12 @@ class PaymentService:
             pending_updates = []
             adapter = self._adapters[provider]
             started = time.perf_counter()
-            authorize = AuthorizeRequest(
-                payment_id=payment.id,
-                attempt_id=attempt_id,
-                # Derived from the durable intent, so every replay of this attempt is the same request.
-                idempotency_key=provider_key_for(attempt_id),
-                amount=payment.amount,
-                currency=payment.currency,
-                method_type=method.method_type,
-                card=method.card,
-                details=method.details,
-                return_url=method.return_url,
-                capture=request.capture == "automatic",
-                reference=request.reference,
-                customer_email=customer.email if customer else None,
-                customer_country=customer.country if customer else None,
-                customer_ip=customer.ip if customer else None,
-                customer_name=(customer.name if customer and customer.name else None) or method.holder_name,
-            )
+            authorize = _authorize_request(payment, attempt_id, method, request)
             result = await self._call_authorize(adapter, authorize)
             if result.outcome is Outcome.UNKNOWN:
                 result = await self._resolve_unknown(adapter, authorize, payment.created, result)
+                if result.outcome is Outcome.UNKNOWN:
+                    self._metrics.unknown_outcomes.labels(provider, "authorize").inc()
             elapsed = time.perf_counter() - started
             latency_ms = int(elapsed * 1000)
             self._metrics.provider_calls.labels(provider, "authorize", result.outcome.value).observe(elapsed)
@@ -487,6 +471,31 @@ class PaymentService:
             raise _missing("payment", operation.payment_id)
         settled = await self._operations.drive(operation, loaded)
         return Response(settled.status_code, settled.body)
+
+
+def _authorize_request(
+    payment: Payment, attempt_id: str, method: MethodDetails, request: PaymentCreate
+) -> AuthorizeRequest:
+    """What the adapter is asked for one attempt; the same attempt always sends the same request."""
+    customer = request.customer
+    return AuthorizeRequest(
+        payment_id=payment.id,
+        attempt_id=attempt_id,
+        # Derived from the durable intent, so every replay of this attempt is the same request.
+        idempotency_key=provider_key_for(attempt_id),
+        amount=payment.amount,
+        currency=payment.currency,
+        method_type=method.method_type,
+        card=method.card,
+        details=method.details,
+        return_url=method.return_url,
+        capture=request.capture == "automatic",
+        reference=request.reference,
+        customer_email=customer.email if customer else None,
+        customer_country=customer.country if customer else None,
+        customer_ip=customer.ip if customer else None,
+        customer_name=(customer.name if customer and customer.name else None) or method.holder_name,
+    )
 
 
 def _missing(kind: str, object_id: str) -> PaymentError:

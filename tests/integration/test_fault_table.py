@@ -168,10 +168,14 @@ async def test_a_refusal_without_processing_fails_over_and_charges_only_the_next
 async def test_a_5xx_that_processed_nothing_never_cascades_and_recovery_fails_it_after_the_window(
     switch_app, client, merchant, sim
 ):
+    registry = switch_app.state.metrics.registry
+    labels = {"provider": "stripe-a", "flow": "authorize"}
+    unknown_before = registry.get_sample_value("switch_unknown_outcomes_total", labels) or 0
     _fault(sim, "refuse", match="/payment_intents", status=503, count=20)
     response = await _pay(client, merchant, secrets.token_hex(8))
     payment = response.json()
     assert (payment["status"], payment["pending_reason"]) == ("pending", "provider_outcome_unknown")
+    assert registry.get_sample_value("switch_unknown_outcomes_total", labels) == unknown_before + 1
     assert [a["provider"] for a in payment["routing"]["attempts"]] == ["stripe-a"]
     sim.sim.knobs("stripe").faults.clear()
     await asyncio.sleep(2.1)  # past the account's look-up consistency window
