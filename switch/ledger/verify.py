@@ -210,6 +210,19 @@ _CHECKS: tuple[tuple[str, str, str], ...] = (
         WHERE x.problem IS NOT NULL
         """,
     ),
+    # A sale and a hold both name their payment as their operation, so only their phases tell them
+    # apart: a sale relabelled a hold (or the reverse) would otherwise pass every other check.
+    (
+        "sale_and_hold_phases",
+        "a sale posts money (no pending entries) and an authorization hold is pending (no posted entries)",
+        """
+        SELECT format('%s transaction %s of payment %s has %s entries', t.kind, t.id, t.payment_id, e.phase)
+               AS detail
+        FROM journal_transactions t JOIN journal_entries e ON e.transaction_id = t.id
+        WHERE (t.kind = 'sale' AND e.phase <> 'posted') OR (t.kind = 'authorize' AND e.phase <> 'pending')
+        GROUP BY t.kind, t.id, t.payment_id, e.phase
+        """,
+    ),
     # Intent first: an operation is booked exactly when it succeeded, in the batch that closed it.
     (
         "operations_booked",

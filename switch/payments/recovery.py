@@ -179,7 +179,8 @@ class AttemptRecovery:
             try:
                 attempts = await connection.fetch(_DUE_ATTEMPTS, cutoff, due, limit)
                 for row in attempts:
-                    await self._guarded(report, row["id"], self._settle_attempt(row, due))
+                    if not await self._guarded(report, row["id"], self._settle_attempt(row, due)):
+                        await self._back_off_failed_attempt(row, due)
                 # Operations are leased row by row, so a retry of the merchant's request and
                 # recovery never drive the same one at once.
                 operations = await connection.fetch(_DUE_OPERATIONS, cutoff, due, due + self._operations.lease_s, limit)
@@ -190,8 +191,12 @@ class AttemptRecovery:
         self._metrics.recovery_passes.inc()
         return report
 
-    async def _guarded(self, report: RecoveryReport, intent_id: str, settle: Awaitable[bool]) -> None:
-        """Run one settlement; whatever it raises is logged and counted, never the end of the pass."""
+    async def _guarded(self, report: RecoveryReport, intent_id: str, settle: Awaitable[bool]) -> bool:
+        """Run one settlement; whatever it raises is logged and counted, never the end of the pass.
+
+        Returns:
+            False when the settlement raised.
+        """
         report.examined += 1
         try:
             resolved = await settle
@@ -199,11 +204,30 @@ class AttemptRecovery:
             report.errors += 1
             self._metrics.recovery_errors.inc()
             logger.warning("recovery of %s failed: %s", intent_id, type(exc).__name__)
-            return
+            return False
         if resolved:
             report.resolved += 1
         else:
             report.still_unknown += 1
+        return True
+
+    async def _back_off_failed_attempt(self, row: asyncpg.Record, now: int) -> None:
+        """An attempt whose settlement raised backs off like an unresolved one, so it cannot starve
+        newer attempts, and is marked for an operator after ``stuck_after_s``.
+
+        (An operation needs nothing here: its lease, taken for this pass, already postpones it.)
+        """
+        age = now - row["created"]
+        check = AttemptCheck(
+            id=row["id"],
+            checks=row["checks"] + 1,
+            next_check=now + backoff_s(row["checks"]),
+            stuck_since=row["stuck_since"] or (now if age >= self._stuck_after_s else None),
+        )
+        try:
+            await self._writer.submit(WriteOp(attempt_checks=[check], isolated=True))
+        except Exception as exc:  # the database itself is failing: the next pass tries again
+            logger.warning("recovery could not back off %s: %s", row["id"], type(exc).__name__)
 
     async def run_forever(self, interval_s: float = 30.0) -> None:
         """Run a pass now and then every ``interval_s`` seconds until cancelled; nothing else ends it."""

@@ -38,6 +38,7 @@ ALL_CHECKS = {
     "receivable_is_payment_provider",
     "body_matches_columns",
     "kind_matches_operation",
+    "sale_and_hold_phases",
     "operations_booked",
     "idempotent_responses_exist",
 }
@@ -305,8 +306,18 @@ async def test_a_body_that_disagrees_with_its_columns_fails_body_matches_columns
 async def test_a_relabelled_transaction_fails_kind_matches_operation(ledger, copy, payment, kind, relabel):
     txn = await _transaction(copy, getattr(ledger, payment), kind)
     report = await _corrupt(copy, f"UPDATE journal_transactions SET kind = '{relabel}' WHERE id = '{txn}'")
-    assert report.failed == {"kind_matches_operation"}
+    # A capture relabelled a sale is also a sale with pending entries: two invariants broken.
+    expected = {"kind_matches_operation"} | ({"sale_and_hold_phases"} if relabel == "sale" else set())
+    assert report.failed == expected
     assert txn in _violations(report, "kind_matches_operation")
+
+
+@pytest.mark.parametrize(("payment", "kind", "relabel"), [("sale", "sale", "authorize"), ("held", "authorize", "sale")])
+async def test_a_sale_relabelled_a_hold_or_back_fails_sale_and_hold_phases(ledger, copy, payment, kind, relabel):
+    txn = await _transaction(copy, getattr(ledger, payment), kind)
+    report = await _corrupt(copy, f"UPDATE journal_transactions SET kind = '{relabel}' WHERE id = '{txn}'")
+    assert report.failed == {"sale_and_hold_phases"}
+    assert txn in _violations(report, "sale_and_hold_phases")
 
 
 async def test_a_booked_operation_marked_refused_fails_operations_booked(ledger, copy):
