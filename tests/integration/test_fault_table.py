@@ -29,7 +29,7 @@ from switch.ledger.verify import verify_ledger
 from switch.merchants import create_merchant, set_merchant_providers
 from tests.api.helpers import card
 from tests.conftest import MerchantKey, running_app, temporary_database
-from tests.ledger.test_ledger_properties import _database_lost_at
+from tests.faults import database_lost_at
 
 # Short deadlines keep the table fast: a call is given up after 1 s; a look-up by our own id is
 # trusted to say "nothing" once the attempt is 2 s old.
@@ -212,7 +212,7 @@ async def test_a_ledger_commit_failing_after_the_provider_charged_is_booked_by_r
     switch_app, client, merchant, sim
 ):
     key = secrets.token_hex(8)
-    with _database_lost_at(switch_app, 2):  # the outcome batch, after the provider approved
+    with database_lost_at(switch_app, 2):  # the outcome batch, after the provider approved
         failed = await _pay(client, merchant, key)
     assert failed.status_code == 503
     charged = [m for m in sim.sim.books.movements if m.kind == "authorize"]
@@ -315,7 +315,7 @@ async def test_a_capture_whose_outcome_batch_fails_once_is_booked_by_writing_it_
 ):
     payment = await _authorized(client, merchant)
     failed_before = switch_app.state.writer.batches_failed
-    with _database_lost_at(switch_app, 2):  # 1: the intent; 2: the outcome, after Stripe captured
+    with database_lost_at(switch_app, 2):  # 1: the intent; 2: the outcome, after Stripe captured
         response = await client.post(
             f"/v1/payments/{payment['id']}/capture", json={}, headers={**merchant.headers, "Idempotency-Key": "c1"}
         )

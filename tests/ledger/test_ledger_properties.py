@@ -14,7 +14,6 @@ same key, and recovery is run when the retry finds the key still in flight.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
 import tempfile
@@ -36,6 +35,7 @@ from switch.ledger.verify import verify_ledger
 from switch.merchants import create_merchant
 from tests.api.helpers import payment_body
 from tests.conftest import MerchantKey, running_app, temporary_database
+from tests.faults import database_lost_at
 
 settings.register_profile(
     "ledger-properties",
@@ -128,39 +128,6 @@ def _refund(model: Expected, amount: int | None) -> int:
     return 201
 
 
-@contextlib.contextmanager
-def _database_lost_at(app: Litestar, batch: int) -> Iterator[None]:
-    """Make the ``batch``-th ledger batch from now find the database unreachable, as an outage would."""
-    writer = app.state.writer
-    original_connect, original_write = writer._connect, writer._write_batch
-    seen = 0
-    down = False
-
-    async def connect() -> asyncpg.Connection:
-        if down:
-            raise OSError("database unreachable (injected)")
-        return await original_connect()
-
-    async def write(pending):
-        nonlocal seen, down
-        seen += 1
-        if seen != batch:
-            return await original_write(pending)
-        down = True
-        try:
-            writer._connection.terminate()
-            return await original_write(pending)
-        finally:
-            down = False
-
-    writer._connect, writer._write_batch = connect, write
-    try:
-        yield
-    finally:
-        writer._connect = original_connect
-        del writer._write_batch  # the instance attribute shadowed the method
-
-
 @pytest.fixture(scope="module")
 def property_database(server_url: str) -> Iterator[str]:
     # Its own database: the faults below must not reach other tests, and verify must see only this
@@ -196,7 +163,7 @@ class Driver:
         if fault == "none":
             response = await self._send(path, raw, key)
         else:
-            with _database_lost_at(self.app, 1 if fault == "ledger_down_first_batch" else 2):
+            with database_lost_at(self.app, 1 if fault == "ledger_down_first_batch" else 2):
                 response = await self._send(path, raw, key)
             if response.status_code == 503:
                 response = await self._send(path, raw, key)
