@@ -10,31 +10,13 @@ from switch.ids import new_id
 from switch.ledger.verify import verify_ledger
 from switch.ledger.writer import AttemptInsert, WriteOp
 from switch.payments.idempotency import IdempotencyRequest
-from switch.payments.model import ENCODER, CardOut, Payment, PaymentMethodOut, RoutingOut
+from switch.payments.model import ENCODER, Payment
 from tests.api.helpers import payment_body
+from tests.ledger.intents import pending_payment
 
 
 def _intent(merchant_id: str, key: str | None, capture: str = "manual") -> tuple[Payment, str]:
-    payment = Payment(
-        id=new_id("pay"),
-        status="pending",
-        amount=4200,
-        currency="EUR",
-        amount_captured=0,
-        amount_refunded=0,
-        capture=capture,
-        payment_method=PaymentMethodOut(
-            type="card",
-            card=CardOut(
-                brand="visa", bin="424242", last4="4242", exp_month=12, exp_year=2031, token="tok_x", fingerprint="f"
-            ),
-        ),
-        provider=None,
-        provider_reference=None,
-        routing=RoutingOut(strategy="priority", reason="test", attempts=[]),
-        created=int(time.time()),
-    )
-    return payment, new_id("att")
+    return pending_payment(capture=capture), new_id("att")
 
 
 async def _write_intent(app, merchant_id, payment, attempt_id, key, body_hash=b"h"):

@@ -40,11 +40,12 @@ from switch.ledger.writer import AttemptInsert, GroupCommitWriter, PaymentUpdate
 from switch.merchants import create_merchant, set_merchant_providers
 from switch.metrics import Metrics
 from switch.payments.idempotency import IdempotencyGuard, IdempotencyRequest
-from switch.payments.model import ENCODER, CardOut, Payment, PaymentMethodOut, RoutingOut
+from switch.payments.model import ENCODER, Payment
 from switch.payments.operations import backoff_s
 from switch.payments.recovery import AttemptRecovery, RecoveryReport, list_unresolved, stop_task
 from tests.api.helpers import card, payment_body
-from tests.conftest import MerchantKey, temporary_database
+from tests.conftest import MerchantKey, running_app, temporary_database
+from tests.ledger.intents import pending_payment
 
 SCRIPTED = "scripted"
 LATER = 3600  # past every grace period and the first backoffs
@@ -166,26 +167,13 @@ def _background_recovery(app: Litestar) -> asyncio.Task[None] | None:
 
 @pytest_asyncio.fixture(scope="module")
 async def switch_app(convergence_database: str, redis_url: str, scripted: ScriptedAdapter) -> AsyncIterator[Litestar]:
-    from switch.app import create_app
-
-    app = create_app(Settings(database_url=convergence_database, redis_url=redis_url))
-    started, stopping = asyncio.Event(), asyncio.Event()
-
-    async def run() -> None:
-        async with app.lifespan():
-            started.set()
-            await stopping.wait()
-
-    task = asyncio.create_task(run())
-    await started.wait()
-    # Every service holds this very mapping, so the account is routable and recoverable.
-    app.state.adapters[SCRIPTED] = scripted
-    background = _background_recovery(app)
-    assert background is not None, "the app's recovery loop was not found"
-    await stop_task(background)
-    yield app
-    stopping.set()
-    await task
+    async with running_app(Settings(database_url=convergence_database, redis_url=redis_url)) as app:
+        # Every service holds this very mapping, so the account is routable and recoverable.
+        app.state.adapters[SCRIPTED] = scripted
+        background = _background_recovery(app)
+        assert background is not None, "the app's recovery loop was not found"
+        await stop_task(background)
+        yield app
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -228,28 +216,6 @@ def _recovery(app: Litestar, **options: float) -> AttemptRecovery:
 
 
 # ---------------------------------------------------------------------------------- helpers
-
-
-def _payment(amount: int = 4200, capture: str = "manual", created: int | None = None) -> Payment:
-    return Payment(
-        id=new_id("pay"),
-        status="pending",
-        amount=amount,
-        currency="EUR",
-        amount_captured=0,
-        amount_refunded=0,
-        capture=capture,
-        payment_method=PaymentMethodOut(
-            type="card",
-            card=CardOut(
-                brand="visa", bin="424242", last4="4242", exp_month=12, exp_year=2031, token="tok_x", fingerprint="f"
-            ),
-        ),
-        provider=None,
-        provider_reference=None,
-        routing=RoutingOut(strategy="priority", reason="test", attempts=[]),
-        created=int(time.time()) if created is None else created,
-    )
 
 
 async def _crash_after_intent(
@@ -459,10 +425,10 @@ async def test_a_settlement_that_violates_a_constraint_fails_alone_while_payment
     # The attempt names a payment that was never written, but its stored request carries the id of
     # an existing payment: settling it inserts a payments row whose primary key is taken.
     old = int(time.time()) - 600
-    conflicting = _payment(created=old)
+    conflicting = pending_payment(created=old)
     conflicting.id = taken.json()["id"]
     bad_id = await _crash_after_intent(switch_app, merchant.id, conflicting, payment_id=new_id("pay"))
-    good = _payment(created=old + 1)
+    good = pending_payment(created=old + 1)
     await _crash_after_intent(switch_app, merchant.id, good)
     scripted.default = NOT_FOUND
     recovery = _recovery(switch_app)
@@ -499,7 +465,7 @@ async def test_a_provider_look_up_that_raises_fails_only_its_own_attempt(switch_
     """Whatever one attempt's look-up raises, the pass counts it and settles the others."""
     pool = switch_app.state.pool
     old = int(time.time()) - 600
-    payments = [_payment(created=old + i) for i in range(4)]
+    payments = [pending_payment(created=old + i) for i in range(4)]
     interface, runtime, garbage, fine = [
         await _crash_after_intent(switch_app, merchant.id, payment) for payment in payments
     ]
@@ -530,7 +496,7 @@ async def test_a_provider_look_up_that_raises_fails_only_its_own_attempt(switch_
 async def test_the_recovery_loop_survives_an_attempt_that_always_raises(switch_app, merchant, scripted):
     """``run_forever`` keeps looping past a settlement that raises every pass, and settles newcomers."""
     pool = switch_app.state.pool
-    always = await _crash_after_intent(switch_app, merchant.id, _payment(created=int(time.time()) - 600))
+    always = await _crash_after_intent(switch_app, merchant.id, pending_payment(created=int(time.time()) - 600))
     scripted.answers[always] = GARBAGE
     recovery = _recovery(switch_app, grace_s=0)
     metrics = recovery._metrics
@@ -539,7 +505,7 @@ async def test_the_recovery_loop_survives_an_attempt_that_always_raises(switch_a
         await _until(_passes_at_least(metrics, 3))
         assert not loop.done()
         assert _sample(metrics, "switch_recovery_errors_total") >= 1
-        newcomer = _payment(created=int(time.time()) - 1)
+        newcomer = pending_payment(created=int(time.time()) - 1)
         scripted.answers[newcomer.id] = APPROVED
         newcomer_attempt = await _crash_after_intent(switch_app, merchant.id, newcomer)
 
@@ -573,8 +539,10 @@ async def test_unsettleable_attempts_back_off_and_never_starve_a_newer_one(switc
     recovery = _recovery(switch_app, stuck_after_s=2000)
     start = int(time.time())
     # Five old attempts the provider can never answer for, oldest last, and one newer it can.
-    stale = [await _crash_after_intent(switch_app, merchant.id, _payment(created=start - 1000 - i)) for i in range(5)]
-    newer = _payment(created=start - 500)
+    stale = [
+        await _crash_after_intent(switch_app, merchant.id, pending_payment(created=start - 1000 - i)) for i in range(5)
+    ]
+    newer = pending_payment(created=start - 500)
     newer_attempt = await _crash_after_intent(switch_app, merchant.id, newer)
     scripted.default = UNKNOWN
     scripted.answers[newer_attempt] = APPROVED
@@ -607,7 +575,7 @@ async def test_unsettleable_attempts_back_off_and_never_starve_a_newer_one(switc
     # Past stuck_after_s they are marked for an operator, listed and counted; a young intent that
     # is just as unsettleable is not (yet).
     stuck_at = start + 1100
-    young = await _crash_after_intent(switch_app, merchant.id, _payment(created=stuck_at - 100))
+    young = await _crash_after_intent(switch_app, merchant.id, pending_payment(created=stuck_at - 100))
     report = await recovery.run_once(now=stuck_at, limit=10)
     assert (report.examined, report.still_unknown) == (6, 6), report
     for attempt_id in stale:
@@ -635,13 +603,13 @@ async def test_an_intent_whose_settlement_raises_backs_off_instead_of_starving_n
     assert taken.status_code == 201, taken.text
     broken = []
     for i in range(2):
-        payment = _payment(created=start - 1000 - i)
+        payment = pending_payment(created=start - 1000 - i)
         if cause == "constraint_violation":  # settling it inserts a payment whose id is taken
             payment.id = taken.json()["id"]
         attempt_id = await _crash_after_intent(switch_app, merchant.id, payment, payment_id=new_id("pay"))
         scripted.answers[attempt_id] = GARBAGE if cause == "unusable_provider_answer" else NOT_FOUND
         broken.append(attempt_id)
-    newer = _payment(created=start - 500)
+    newer = pending_payment(created=start - 500)
     newer_attempt = await _crash_after_intent(switch_app, merchant.id, newer)
     scripted.answers[newer_attempt] = APPROVED
     try:
@@ -666,7 +634,7 @@ async def test_a_retry_after_a_crash_gets_pending_then_the_resolved_payment(swit
     key = "converge-" + secrets.token_hex(6)
     raw = json.dumps(payment_body(amount=4200)).encode()
     idem = IdempotencyRequest.build(merchant.id, key, "POST /v1/payments", raw)
-    payment = _payment(created=int(time.time()) - 600)
+    payment = pending_payment(created=int(time.time()) - 600)
     attempt_id = await _crash_after_intent(switch_app, merchant.id, payment, key=idem)
     headers = {**merchant.headers, "Idempotency-Key": key, "Content-Type": "application/json"}
 
