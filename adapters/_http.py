@@ -23,6 +23,7 @@ Failures come back as exceptions the adapters turn into outcomes:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -34,6 +35,10 @@ import msgspec
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 
 _json_encoder = msgspec.json.Encoder()
+
+# The switch's request id for the request being served (set by its HTTP middleware); sent to the
+# provider so both sides' logs can be joined. Defined here because adapters import nothing of switch.
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("switch_request_id", default=None)
 
 
 class TransportError(Exception):
@@ -121,6 +126,8 @@ class HttpTransport:
         signer: Called with the final request to add authentication or signature headers.
         default_headers: Headers sent on every request (authentication, API version).
         pool_size: Maximum simultaneous connections to this provider.
+        request_id_header: Header carrying :data:`REQUEST_ID` to the provider, or None for a
+            provider that refuses unknown headers.
     """
 
     def __init__(
@@ -135,6 +142,7 @@ class HttpTransport:
         signer: Signer | None = None,
         default_headers: Mapping[str, str] | None = None,
         pool_size: int = 100,
+        request_id_header: str | None = "X-Request-Id",
     ) -> None:
         """Create the transport; the session is opened on first use inside the running loop."""
         self.provider = provider
@@ -146,6 +154,7 @@ class HttpTransport:
         self.signer = signer
         self.default_headers = dict(default_headers or {})
         self.pool_size = pool_size
+        self.request_id_header = request_id_header
         self._session: aiohttp.ClientSession | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
@@ -209,6 +218,9 @@ class HttpTransport:
             hdrs.update(headers)
         if idempotency_key and self.idempotency_header:
             hdrs[self.idempotency_header] = idempotency_key
+        request_id = REQUEST_ID.get()
+        if request_id and self.request_id_header:
+            hdrs.setdefault(self.request_id_header, request_id)
         if retry_safe is None:
             retry_safe = method.upper() in {"GET", "HEAD"} or bool(idempotency_key and self.idempotency_header)
         url = self.base_url + path

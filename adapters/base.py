@@ -155,6 +155,9 @@ class AuthorizeRequest(msgspec.Struct, frozen=True, kw_only=True):
     customer_name: str | None = None
     return_url: str | None = None
     details: Mapping[str, str] = msgspec.field(default_factory=dict)
+    # Ask the provider to authenticate the cardholder (3-D Secure) whatever its own rules say:
+    # the switch's SCA decision found no exemption (PSD2).
+    three_ds_required: bool = False
 
 
 class CaptureRequest(msgspec.Struct, frozen=True, kw_only=True):

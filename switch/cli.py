@@ -10,8 +10,11 @@ import asyncio
 import datetime
 import os
 import pathlib
+import secrets
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import NoReturn
@@ -22,7 +25,9 @@ from switch.config import ConfigError, Settings, check_serving, load_settings
 from switch.embedded import EmbeddedDatabaseError, embedded_database_url
 from switch.ledger.migrate import migrate
 from switch.ledger.verify import verify_ledger
+from switch.logs import LOG_FORMATS, uvicorn_log_config
 from switch.merchants import MerchantExists, create_merchant, list_merchants, set_merchant_providers
+from switch.metrics import MULTIPROC_ENV
 from switch.providers import SANDBOX, load_accounts
 
 DEMO_MERCHANT = "demo"
@@ -171,6 +176,228 @@ def cmd_recovery_list(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_with_migrated_connection(settings, work))
 
 
+def cmd_bins_load(settings: Settings, args: argparse.Namespace) -> int:
+    """Replace the operator's BIN ranges with a CSV file; running switches pick them up by generation."""
+    from switch.risk.bins import BinTableError, parse_bins_csv, store_bins
+
+    try:
+        rows = parse_bins_csv(pathlib.Path(args.path).read_text(encoding="utf-8-sig"))
+    except OSError as exc:
+        raise CliError(f"cannot read {args.path}: {exc.strerror or exc}", 2) from None
+    except UnicodeDecodeError:
+        raise CliError(f"{args.path} is not UTF-8 text", 2) from None
+    except BinTableError as exc:
+        raise CliError(f"{args.path}: {exc}", 2) from None
+
+    async def work(connection: asyncpg.Connection) -> int:
+        generation = await store_bins(connection, rows, source=pathlib.Path(args.path).name)
+        print(f"loaded {len(rows)} BIN ranges from {args.path} (generation {generation})")
+        print("Running switches merge them over the bundled table on their next BIN refresh.")
+        return 0
+
+    return asyncio.run(_with_migrated_connection(settings, work))
+
+
+def cmd_bins_lookup(settings: Settings, args: argparse.Namespace) -> int:
+    """Show what the BIN table (bundled and operator-loaded) says about a BIN or card number."""
+    from switch.risk.bins import BinTable
+
+    table = BinTable()
+    try:
+        table.lookup(args.number)
+    except ValueError as exc:
+        raise CliError(str(exc), 2) from None
+
+    async def work(connection: asyncpg.Connection) -> int:
+        await table.refresh(connection)
+        info = table.lookup(args.number)
+        if info is None:
+            print(f"bin:      {args.number.replace(' ', '').replace('-', '')[:6]}  (no range covers it)")
+            return 1
+        print(f"bin:      {info.bin}")
+        print(f"brand:    {info.brand or '-'}")
+        print(f"country:  {info.country or '-'}")
+        print(f"funding:  {info.funding or '-'}")
+        print(f"issuer:   {info.issuer or '-'}")
+        source = f"operator table generation {table.generation}" if table.generation else "bundled table"
+        print(f"source:   {source}")
+        return 0
+
+    return asyncio.run(_with_migrated_connection(settings, work))
+
+
+def cmd_sanctions_load(settings: Settings, args: argparse.Namespace) -> int:
+    """Replace one sanctions list with an OFAC or OpenSanctions file; running switches reload it."""
+    from switch.risk.sanctions import check_list_name, store_list
+    from switch.risk.sanctions_files import SanctionsFileError, read_list_files
+
+    try:
+        if args.list is not None:
+            check_list_name(args.list)
+        parsed = read_list_files(args.path, args.alt)
+    except (SanctionsFileError, ValueError) as exc:
+        raise CliError(str(exc), 2) from None
+    list_name = args.list or ("ofac_sdn" if parsed.format == "ofac" else "opensanctions")
+
+    async def work(connection: asyncpg.Connection) -> int:
+        source = ", ".join(parsed.sources)
+        generation = await store_list(connection, list_name, parsed.entries, format=parsed.format, source=source)
+        print(
+            f"loaded {len(parsed.entries)} entries ({parsed.alias_count} aliases) into list {list_name}"
+            f" from {source} (generation {generation})"
+        )
+        print("Running switches screen against it after their next refresh (about a second).")
+        return 0
+
+    return asyncio.run(_with_migrated_connection(settings, work))
+
+
+def cmd_sanctions_screen(settings: Settings, args: argparse.Namespace) -> int:
+    """Screen one name against the loaded lists (or the bundled synthetic list) and print the matches."""
+    from switch.risk.sanctions import DEFAULT_THRESHOLD, SanctionsScreener
+
+    threshold = args.threshold if args.threshold is not None else settings.sanctions_threshold or DEFAULT_THRESHOLD
+    if not 0 < threshold <= 100:
+        raise CliError(f"--threshold must be in (0, 100], got {threshold:g}", 2)
+
+    async def work(connection: asyncpg.Connection) -> int:
+        screener = SanctionsScreener(threshold=threshold)
+        await screener.refresh(connection)
+        index = screener.index
+        if screener.source == "bundled":
+            print(f"screened against the bundled synthetic list ({index.entry_count} entries; no list loaded)")
+        else:
+            print(
+                f"screened against {index.entry_count} entries of the loaded lists (generation {screener.generation})"
+            )
+        matches = screener.screen(args.name)
+        if not matches:
+            print(f"no match at threshold {threshold:g}")
+            return 0
+        print(f"{'score':>5}  {'list':<16} {'entry':<14} {'programs':<24} matched")
+        for match in matches:
+            programs = ",".join(match.programs) or "-"
+            print(f"{match.score:>5.1f}  {match.list_name:<16} {match.entry_id:<14} {programs:<24} {match.matched}")
+        return 0
+
+    return asyncio.run(_with_migrated_connection(settings, work))
+
+
+def cmd_sanctions_status(settings: Settings, _: argparse.Namespace) -> int:
+    """Show the loaded sanctions lists and the generation running switches poll."""
+    from switch.risk.sanctions import bundled_index, sanctions_status
+
+    async def work(connection: asyncpg.Connection) -> int:
+        status = await sanctions_status(connection)
+        if not status.lists:
+            print(
+                f"no list loaded: switches screen against the bundled synthetic list ({bundled_index().entry_count}"
+                " invented entries); load one with: switch sanctions load PATH"
+            )
+            return 0
+        print(f"generation {status.generation}")
+        print(f"{'list':<16} {'format':<14} {'entries':>8} {'aliases':>8} {'loaded':<21} source")
+        for item in status.lists:
+            loaded = datetime.datetime.fromtimestamp(item.loaded_at, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+            print(
+                f"{item.list_name:<16} {item.format:<14} {item.entries:>8} {item.aliases:>8} {loaded:<21} {item.source}"
+            )
+        return 0
+
+    return asyncio.run(_with_migrated_connection(settings, work))
+
+
+def cmd_merchants_rotate_key(settings: Settings, args: argparse.Namespace) -> int:
+    """Issue a new secret key; the old keys of that mode work until revoked or for ``--expires-in`` hours."""
+    from switch.merchants import rotate_key
+
+    async def work(connection: asyncpg.Connection) -> int:
+        expires_in_s = int(args.expires_in * 3600) if args.expires_in is not None else None
+        try:
+            facts, key = await rotate_key(connection, args.merchant, mode=args.mode, expires_in_s=expires_in_s)
+        except LookupError as exc:
+            raise CliError(str(exc)) from None
+        except ValueError as exc:
+            raise CliError(str(exc), 2) from None
+        print(f"key id:     {facts.id}")
+        print(f"mode:       {facts.mode} (scope {facts.merchant_id})")
+        print(f"secret key: {key}")
+        if expires_in_s is None:
+            print("The previous keys keep working until: switch merchants revoke-key MERCHANT KEY_ID")
+        else:
+            print(f"The previous {facts.mode} keys stop working in {args.expires_in:g} hours.")
+        print("The secret key is shown only this once; store it now.")
+        return 0
+
+    return asyncio.run(_with_migrated_connection(settings, work))
+
+
+def cmd_merchants_revoke_key(settings: Settings, args: argparse.Namespace) -> int:
+    """Revoke one key by its id or shown prefix; workers refuse it within the auth cache's TTL."""
+    from switch.merchants import revoke_key
+
+    async def work(connection: asyncpg.Connection) -> int:
+        try:
+            facts = await revoke_key(connection, args.merchant, args.key)
+        except LookupError as exc:
+            raise CliError(str(exc)) from None
+        print(
+            f"revoked {facts.id} ({facts.prefix}...); running switches refuse it within {settings.auth_cache_ttl_s} s"
+        )
+        return 0
+
+    return asyncio.run(_with_migrated_connection(settings, work))
+
+
+def cmd_merchants_keys(settings: Settings, args: argparse.Namespace) -> int:
+    """List a merchant's keys of both modes (prefixes and state only, never the keys)."""
+    from switch.merchants import list_keys
+
+    async def work(connection: asyncpg.Connection) -> int:
+        try:
+            keys = await list_keys(connection, args.merchant)
+        except LookupError as exc:
+            raise CliError(str(exc)) from None
+        now = time.time()
+        print(f"{'key id':<32} {'mode':<5} {'prefix':<20} state")
+        for key in keys:
+            if key.revoked_at is not None:
+                state = "revoked"
+            elif key.expires_at is not None:
+                state = "expired" if key.expires_at <= now else f"expires in {int(key.expires_at - now)} s"
+            else:
+                state = "active"
+            print(f"{key.id:<32} {key.mode:<5} {key.prefix + '...':<20} {state}")
+        return 0
+
+    return asyncio.run(_with_migrated_connection(settings, work))
+
+
+def cmd_vault_rotate_key(settings: Settings, _: argparse.Namespace) -> int:
+    """New data key, all data keys re-wrapped under the current master key, all cards re-sealed; online."""
+    from switch.app import load_vault_keys
+    from switch.vault.rotation import rotate_key
+    from switch.vault.store import VaultKeyMissing
+
+    ring = load_vault_keys(settings)
+
+    async def work(connection: asyncpg.Connection) -> int:
+        try:
+            report = await rotate_key(connection, ring)
+        except VaultKeyMissing as exc:
+            raise CliError(f"{exc}; add it to SWITCH_VAULT_PREVIOUS_MASTER_KEYS and run again") from None
+        print(f"active data key: {report.new_key_id} (wrapped by master key {ring.current_id})")
+        print(f"re-wrapped {report.rewrapped} data key(s); re-sealed {report.resealed} card(s)")
+        if report.remaining:
+            print(
+                f"{report.remaining} card(s) were sealed under an older key by workers that had not yet seen"
+                " the new one; they open normally and the next rotation re-seals them"
+            )
+        return 0
+
+    return asyncio.run(_with_migrated_connection(settings, work))
+
+
 def _demo_key(settings: Settings) -> str | None:
     """Create the demo merchant on the first zero-config start; return its key (kept in the data dir)."""
     key_file = pathlib.Path(settings.data_dir).expanduser().resolve() / "demo_key"
@@ -194,7 +421,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     """Run the HTTP server (uvicorn with uvloop and httptools)."""
     import uvicorn
 
-    settings = load_settings(host=args.host, port=args.port, workers=args.workers)
+    settings = load_settings(host=args.host, port=args.port, workers=args.workers, log_format=args.log_format)
     check_serving(settings)
     if settings.providers_file:
         load_accounts(settings.providers_file)  # fail here, in one line, not in every worker
@@ -205,10 +432,31 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     os.environ["SWITCH_HOST"] = settings.host
     os.environ["SWITCH_PORT"] = str(settings.port)
     os.environ["SWITCH_WORKERS"] = str(settings.workers)
+    os.environ["SWITCH_LOG_FORMAT"] = settings.log_format
+    # Every worker must accept the same operations-page token.
+    operator_token = settings.operator_token or secrets.token_urlsafe(24)
+    os.environ["SWITCH_OPERATOR_TOKEN"] = operator_token
     serving = Settings(**{**_as_dict(settings), "database_url": database_url})
     asyncio.run(_with_migrated_connection(serving, lambda _: _noop()))
     url = f"http://{settings.host}:{settings.port}"
+    from switch.app import load_vault_keys
+    from switch.vault.redaction import install_pan_filter
+
+    install_pan_filter()  # uvicorn's own logging in this process; each worker installs it again
+    master_keys = load_vault_keys(settings)
     print(f"payment switch listening on {url}  (OpenAPI: {url}/schema/openapi.json)")
+    if master_keys.generated_file:
+        print(
+            f"WARNING: card vault master key generated in {master_keys.generated_file} (beside the data);"
+            " set SWITCH_VAULT_MASTER_KEY or SWITCH_VAULT_MASTER_KEY_FILE before storing real cards"
+        )
+    if settings.operator_token:
+        print(f"operations page: {url}/dashboard  (token: SWITCH_OPERATOR_TOKEN)")
+    else:
+        print(f"operations page: {url}/dashboard?token={operator_token}")
+    metrics_dir = _multiprocess_metrics_dir(settings.workers)
+    if metrics_dir is not None:
+        print(f"metrics: {settings.workers} workers summed through {metrics_dir.path}")
     if zero_config:
         key = _demo_key(serving)
         print(f"embedded PostgreSQL in {pathlib.Path(settings.data_dir).resolve() / 'pg'}")
@@ -224,19 +472,58 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     # uvicorn re-raises SIGTERM after its graceful shutdown; exiting through SystemExit instead
     # runs the atexit hooks, so the embedded PostgreSQL this process started is stopped too.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    uvicorn.run(
-        "switch.app:create_app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        loop="uvloop",
-        http="httptools",
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        backlog=4096,
-    )
+    try:
+        uvicorn.run(
+            "switch.app:create_app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            loop="uvloop",
+            http="httptools",
+            log_level=settings.log_level.lower(),
+            log_config=uvicorn_log_config(settings.log_level, settings.log_format),
+            access_log=False,
+            backlog=4096,
+            # SIGTERM: stop accepting, let in-flight requests finish for this long, then the
+            # lifespan drains the ledger queue (bounded by the same deadline).
+            timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        )
+    finally:
+        if metrics_dir is not None:
+            metrics_dir.close()
     return 0
+
+
+class _MetricsDir:
+    """The multiprocess metrics directory of one ``serve`` run: emptied at start, removed at exit
+    when this run created it."""
+
+    def __init__(self, path: pathlib.Path, owned: bool) -> None:
+        self.path = path
+        self.owned = owned
+
+    def close(self) -> None:
+        if self.owned:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _multiprocess_metrics_dir(workers: int) -> _MetricsDir | None:
+    """With several workers, give them one metrics directory (PROMETHEUS_MULTIPROC_DIR) so that
+    ``/metrics`` on any of them answers the sum over all; a directory the operator set is reused."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if workers <= 1 and not given:
+        return None
+    if given:
+        path, owned = pathlib.Path(given), False
+        path.mkdir(parents=True, exist_ok=True)
+        # Values of an earlier run would be added to this one's.
+        for stale in path.glob("*.db"):
+            stale.unlink()
+    else:
+        path, owned = pathlib.Path(tempfile.mkdtemp(prefix="switch-metrics-")), True
+    os.environ[MULTIPROC_ENV] = str(path)
+    return _MetricsDir(path, owned)
 
 
 def cmd_simulator(_: Settings, args: argparse.Namespace) -> int:
@@ -278,6 +565,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1, env SWITCH_HOST)")
     serve.add_argument("--port", type=int, help="port to bind (default 8000, env SWITCH_PORT)")
     serve.add_argument("--workers", type=int, help="worker processes (default 1; >1 needs SWITCH_REDIS_URL)")
+    serve.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="auto (text on a terminal, else JSON), text or json (SWITCH_LOG_FORMAT)",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     commands.add_parser("migrate", help="apply database migrations").set_defaults(handler=cmd_migrate)
@@ -292,6 +584,26 @@ def _parser() -> argparse.ArgumentParser:
     providers.add_argument("merchant", help="merchant id or name")
     providers.add_argument("accounts", nargs="+", help="provider account names, in priority order")
     providers.set_defaults(handler=cmd_merchants_providers)
+    rotate = merchant_commands.add_parser("rotate-key", help="issue a new secret key (old ones overlap)")
+    rotate.add_argument("merchant", help="merchant id or name")
+    rotate.add_argument("--mode", choices=("test", "live"), default="test", help="sk_test_ (default) or sk_live_")
+    rotate.add_argument(
+        "--expires-in", type=float, metavar="HOURS", help="the previous keys of that mode stop working after HOURS"
+    )
+    rotate.set_defaults(handler=cmd_merchants_rotate_key)
+    revoke = merchant_commands.add_parser("revoke-key", help="revoke one secret key")
+    revoke.add_argument("merchant", help="merchant id or name")
+    revoke.add_argument("key", help="the key's id (key_...) or its shown prefix")
+    revoke.set_defaults(handler=cmd_merchants_revoke_key)
+    keys = merchant_commands.add_parser("keys", help="list a merchant's keys (prefixes and state)")
+    keys.add_argument("merchant", help="merchant id or name")
+    keys.set_defaults(handler=cmd_merchants_keys)
+
+    vault = commands.add_parser("vault", help="card vault keys")
+    vault_commands = vault.add_subparsers(dest="vault_command", required=True, metavar="ACTION")
+    vault_commands.add_parser(
+        "rotate-key", help="activate a new data key, re-wrap all keys, re-seal all cards (online)"
+    ).set_defaults(handler=cmd_vault_rotate_key)
 
     simulator = commands.add_parser("simulator", help="run the provider simulator for tests and load tests")
     simulator.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -310,6 +622,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     unresolved.add_argument("--stuck", action="store_true", help="only those marked for an operator")
     unresolved.set_defaults(handler=cmd_recovery_list)
+
+    bins = commands.add_parser("bins", help="the BIN table: card brand, country and funding type by first digits")
+    bins_commands = bins.add_subparsers(dest="bins_command", required=True, metavar="ACTION")
+    bins_load = bins_commands.add_parser("load", help="replace the operator's BIN ranges with a CSV file")
+    bins_load.add_argument("path", help="CSV with the header bin_low,bin_high,brand,country,funding,issuer")
+    bins_load.set_defaults(handler=cmd_bins_load)
+    bins_lookup = bins_commands.add_parser("lookup", help="show what the BIN table says about a BIN")
+    bins_lookup.add_argument("number", metavar="NUMBER_OR_BIN", help="a BIN (6 to 8 digits) or a test card number")
+    bins_lookup.set_defaults(handler=cmd_bins_lookup)
+
+    sanctions = commands.add_parser("sanctions", help="sanctions lists: load, screen a name, status")
+    sanctions_commands = sanctions.add_subparsers(dest="sanctions_command", required=True, metavar="ACTION")
+    sanctions_load = sanctions_commands.add_parser("load", help="replace a list with an OFAC or OpenSanctions file")
+    sanctions_load.add_argument(
+        "path",
+        help="OFAC sdn.csv (its alt.csv beside it is read too), OpenSanctions targets.simple.csv, or their folder",
+    )
+    sanctions_load.add_argument(
+        "--list", metavar="NAME", help="list to replace (default ofac_sdn or opensanctions, by format)"
+    )
+    sanctions_load.add_argument("--alt", metavar="PATH", help="OFAC alt.csv when it is not beside sdn.csv")
+    sanctions_load.set_defaults(handler=cmd_sanctions_load)
+    sanctions_screen = sanctions_commands.add_parser("screen", help="screen a name and print the matches")
+    sanctions_screen.add_argument("name", help="the name to screen")
+    sanctions_screen.add_argument("--threshold", type=float, help="lowest score that matches, 1-100")
+    sanctions_screen.set_defaults(handler=cmd_sanctions_screen)
+    sanctions_commands.add_parser("status", help="show the loaded lists").set_defaults(handler=cmd_sanctions_status)
     return parser
 
 

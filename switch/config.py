@@ -34,6 +34,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         providers_file: TOML file of provider accounts and credentials; only the sandbox when empty.
         idempotency_ttl_s: How long a finished idempotent response is replayed.
         log_level: Python logging level name.
+        vault_master_key: Master key of the card vault (64 hex digits or base64 of 32 bytes).
+        vault_master_key_file: File holding the master key (first line) and previous keys (below).
+        vault_previous_master_keys: Comma-separated older master keys, to unwrap until re-wrapped.
+        rate_limit_per_s: Requests per second each secret key may make (token bucket refill).
+        rate_limit_burst: Bucket size: requests a key may make at once after being idle.
+        auth_cache_ttl_s: How long a worker trusts a cached key; bounds how late a revocation lands.
+        log_format: ``auto`` (text on a terminal, JSON otherwise), ``text`` or ``json``.
+        operator_token: Token of the operations page ``/dashboard``; generated at start when empty.
+        db_command_timeout_ms: Deadline of every statement on the read pool and the writer's connection.
+        db_connect_timeout_ms: Deadline of opening one database connection.
+        ledger_submit_timeout_ms: Longest a request waits for its group commit before answering 503.
+        ledger_max_queue: Most new requests queued at the ledger writer; beyond it they are shed (503).
+        max_inflight: Most payment mutations (authorize, capture, void, refund) in flight per worker.
+        shutdown_timeout_s: On SIGTERM, how long in-flight requests and the ledger queue may drain.
+        risk_counter_policy: ``open`` (decide without velocity rules when the counters cannot be
+            reached, counted in a metric) or ``closed`` (decline as ``risk_blocked`` then).
+        risk_counter_deadline_ms: Longest a velocity read may wait on Redis before the policy applies.
+        sca_acquirer_region: ``eea`` (PSD2 SCA applies to EEA cards) or ``other`` (out of scope).
+        sca_fraud_rate_centibps: The acquirer's fraud rate for transaction risk analysis
+            (hundredths of a basis point: 0.13 % is 1300); 0 disables the TRA exemption.
+        sanctions_threshold: Fuzzy score (1-100) from which a screened name counts as a match (0: the
+            screener's measured default).
     """
 
     database_url: str = ""
@@ -50,6 +72,25 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     providers_file: str = ""
     idempotency_ttl_s: int = 86_400
     log_level: str = "INFO"
+    vault_master_key: str = ""
+    vault_master_key_file: str = ""
+    vault_previous_master_keys: str = ""
+    rate_limit_per_s: int = 100
+    rate_limit_burst: int = 200
+    auth_cache_ttl_s: int = 10
+    log_format: str = "auto"
+    operator_token: str = ""
+    db_command_timeout_ms: int = 5_000
+    db_connect_timeout_ms: int = 3_000
+    ledger_submit_timeout_ms: int = 5_000
+    ledger_max_queue: int = 2_048
+    max_inflight: int = 32
+    shutdown_timeout_s: int = 20
+    risk_counter_policy: str = "open"
+    risk_counter_deadline_ms: int = 50
+    sca_acquirer_region: str = "eea"
+    sca_fraud_rate_centibps: int = 1300
+    sanctions_threshold: int = 0
 
     def __repr__(self) -> str:
         """Return a representation with secrets masked."""
@@ -67,6 +108,23 @@ _INT_FIELDS = {
     "db_pool_size": (1, 1_000),
     "max_body_bytes": (1_024, 100 * 1_048_576),
     "idempotency_ttl_s": (60, 30 * 86_400),
+    "rate_limit_per_s": (1, 1_000_000),
+    "rate_limit_burst": (1, 1_000_000),
+    "auth_cache_ttl_s": (1, 3_600),
+    "db_command_timeout_ms": (100, 600_000),
+    "db_connect_timeout_ms": (100, 600_000),
+    "ledger_submit_timeout_ms": (100, 600_000),
+    "ledger_max_queue": (1, 1_000_000),
+    "max_inflight": (1, 100_000),
+    "shutdown_timeout_s": (1, 3_600),
+    "risk_counter_deadline_ms": (1, 10_000),
+    "sca_fraud_rate_centibps": (0, 1_000_000),
+    "sanctions_threshold": (0, 100),
+}
+_CHOICES = {
+    "log_format": ("auto", "text", "json"),
+    "risk_counter_policy": ("open", "closed"),
+    "sca_acquirer_region": ("eea", "other"),
 }
 
 
@@ -101,6 +159,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
             if not low <= value <= high:
                 raise ConfigError(f"--{name.replace('_', '-')} must be between {low} and {high}")
         values[name] = value
+    for name, choices in _CHOICES.items():
+        if name in values and values[name] not in choices:
+            raise ConfigError(f"SWITCH_{name.upper()} must be one of {', '.join(choices)}, got {values[name]!r}")
     return Settings(**values)  # type: ignore[arg-type]
 
 

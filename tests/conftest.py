@@ -161,3 +161,20 @@ async def other_merchant(db: asyncpg.Pool) -> MerchantKey:
     """A second merchant, for isolation tests."""
     created, key = await create_merchant(db, "other-merchant-" + secrets.token_hex(4))
     return MerchantKey(created.id, key)
+
+
+# Platform velocity defaults that count payments of one card (or its declines). Tests about the
+# ledger, recovery or concurrency pay many times with the sandbox's few test cards; their merchant
+# switches these off, as a merchant may, so that risk does not decline what the test is about.
+CARD_VELOCITY_DEFAULTS = (
+    "platform.card_attempts_1m",
+    "platform.card_attempts_1h",
+    "platform.card_declines_1h",
+    "platform.ip_declines_1h",
+)
+WITHOUT_CARD_VELOCITY = {"rules": [{"name": name, "action": "allow"} for name in CARD_VELOCITY_DEFAULTS]}
+
+
+async def without_card_velocity(app: Litestar, merchant_id: str) -> None:
+    """Switch off the card-velocity platform rules for one merchant (see ``CARD_VELOCITY_DEFAULTS``)."""
+    await app.state.risk_documents.put(merchant_id, WITHOUT_CARD_VELOCITY)

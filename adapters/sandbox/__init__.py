@@ -15,12 +15,19 @@ card number       outcome            code
 4000000000000069  declined_hard      expired_card
 4000000000000127  declined_hard      incorrect_cvc
 4000000000000119  technical          processing_error
-4000002500003155  requires_action    authentication_required (3-D Secure)
+4000002500003155  requires_action    authentication_required (3-D Secure, always)
 4000000000000408  technical          timeout (no answer; the provider never saw it)
 4000000000000416  unknown            timeout after the provider authorized; ``sync`` says approved
 ================  =================  =================================================
 
 Any other valid number approves. Latency is configurable (default 0).
+
+3-D Secure: the 3DS card, and any card whose request has ``three_ds_required``, answers
+``requires_action`` with a redirect to the sandbox's challenge page
+(``POST /sandbox/3ds/{reference}`` on the switch, ``{"result": "succeeded" | "failed"}``, stands in
+for the cardholder). Until then ``sync`` answers ``requires_action``; after it, ``approved`` (the
+authorization is made then, captured if the request asked for it) or ``declined_hard``
+``authentication_failed``.
 
 State lives in the process. With several workers, a capture, void or refund may reach a worker
 whose sandbox did not make the authorization; such calls are approved (the switch's own state
@@ -51,6 +58,8 @@ from adapters.base import (
 )
 
 TIMEOUT_CARD = "4000000000000408"
+THREE_DS_CARD = "4000002500003155"
+CHALLENGE_PATH = "/sandbox/3ds"
 UNKNOWN_OUTCOME_CARD = "4000000000000416"
 
 # card number -> (outcome, code, message); one table, exhaustive for the cards the sandbox knows.
@@ -78,6 +87,34 @@ class _Authorization(msgspec.Struct):
     refunded: int = 0
 
 
+class _Challenge(msgspec.Struct):
+    """A 3-D Secure challenge waiting for the cardholder, and what to authorize once it passes."""
+
+    amount: int
+    currency: str
+    capture: bool
+    finished: bool = False
+    succeeded: bool = False
+
+    def result(self, reference: str) -> ProviderResult:
+        """What a status look-up of the challenged payment answers (before it is authorized)."""
+        if not self.finished:
+            return ProviderResult(
+                outcome=Outcome.REQUIRES_ACTION,
+                provider_reference=reference,
+                code="authentication_required",
+                raw_status="requires_action",
+                next_action={"type": "redirect_to_url", "url": f"{CHALLENGE_PATH}/{reference}"},
+            )
+        return ProviderResult(
+            outcome=Outcome.DECLINED_HARD,
+            provider_reference=reference,
+            code="authentication_failed",
+            message="The cardholder failed 3-D Secure authentication.",
+            raw_status="failed",
+        )
+
+
 class SandboxAdapter(ProviderAdapter):
     """Deterministic in-memory provider for tests, demos and benchmarks."""
 
@@ -100,6 +137,9 @@ class SandboxAdapter(ProviderAdapter):
         self._answers: dict[tuple[Flow, str], ProviderResult] = {}
         # Declined, failed and 3-D Secure answers by idempotency key and attempt id.
         self._refusals: dict[str, ProviderResult] = {}
+        # 3-D Secure challenges waiting for the cardholder, by provider reference.
+        self._challenges: dict[str, _Challenge] = {}
+        self._challenged_attempts: dict[str, str] = {}
         self.calls: dict[str, int] = {flow.value: 0 for flow in self.flows}
 
     async def _delay(self, flow: Flow) -> None:
@@ -119,6 +159,8 @@ class SandboxAdapter(ProviderAdapter):
             return refused
         number = request.card.number if request.card is not None else ""
         outcome, code, message = TEST_CARDS.get(number, (Outcome.APPROVED, None, None))
+        if request.three_ds_required and outcome is Outcome.APPROVED:
+            outcome, code, message = TEST_CARDS[THREE_DS_CARD]
         if outcome is Outcome.TECHNICAL and code == "timeout":
             return ProviderResult(outcome=outcome, code=code, message=message, raw_status="timeout")
         reference = "sbx_" + secrets.token_hex(8)
@@ -132,13 +174,15 @@ class SandboxAdapter(ProviderAdapter):
         if outcome is Outcome.UNKNOWN:
             return ProviderResult(outcome=outcome, code=code, message=message, raw_status="timeout")
         if outcome is Outcome.REQUIRES_ACTION:
+            self._challenges[reference] = _Challenge(request.amount, request.currency, request.capture)
+            self._challenged_attempts[request.attempt_id] = reference
             result = ProviderResult(
                 outcome=outcome,
                 provider_reference=reference,
                 code=code,
                 message=message,
                 raw_status="requires_action",
-                next_action={"type": "redirect_to_url", "url": f"https://sandbox.invalid/3ds/{reference}"},
+                next_action={"type": "redirect_to_url", "url": f"{CHALLENGE_PATH}/{reference}"},
             )
         else:
             result = ProviderResult(
@@ -163,6 +207,24 @@ class SandboxAdapter(ProviderAdapter):
 
     def _find(self, reference: str) -> _Authorization | None:
         return self._authorizations.get(reference)
+
+    def complete_challenge(self, reference: str, succeeded: bool) -> bool:
+        """The cardholder finished (or failed) the 3-D Secure challenge of ``reference``.
+
+        Returns:
+            False when the sandbox has no open challenge of that reference.
+        """
+        challenge = self._challenges.get(reference)
+        if challenge is None or challenge.finished:
+            return False
+        challenge.finished = True
+        challenge.succeeded = succeeded
+        if succeeded:
+            status = "captured" if challenge.capture else "authorized"
+            self._authorizations[reference] = _Authorization(
+                challenge.amount, challenge.currency, status, challenge.amount if challenge.capture else 0
+            )
+        return True
 
     async def capture(self, request: CaptureRequest) -> ProviderResult:
         """Capture part or all of a remembered authorization."""
@@ -228,13 +290,20 @@ class SandboxAdapter(ProviderAdapter):
         (a replay with the same key is harmless).
         """
         await self._delay(Flow.SYNC)
-        reference = request.provider_reference or self._by_idempotency_key.get(request.attempt_id)
+        reference = (
+            request.provider_reference
+            or self._by_idempotency_key.get(request.attempt_id)
+            or self._challenged_attempts.get(request.attempt_id)
+        )
         auth = self._find(reference) if reference else None
         if request.operation != "authorize":
             done = {"capture": "captured", "void": "voided"}.get(request.operation)
             if auth is not None and done is not None and auth.status == done:
                 return ProviderResult(outcome=Outcome.APPROVED, provider_reference=reference, raw_status=auth.status)
             return ProviderResult(outcome=Outcome.UNKNOWN, provider_reference=reference, raw_status="no_lookup")
+        challenge = self._challenges.get(reference) if reference else None
+        if auth is None and challenge is not None:
+            return challenge.result(reference)
         if auth is None:
             refused = self._refusals.get(request.attempt_id)
             if refused is not None:

@@ -55,12 +55,13 @@ _CHECKS: tuple[tuple[str, str, str], ...] = (
             GROUP BY t.payment_id
         )
         SELECT format('payment %s (%s) holds %s, expected %s', p.id, p.status, coalesce(h.amount, 0),
-                      CASE WHEN p.status IN ('authorized', 'partially_captured', 'partially_refunded', 'captured',
-                                             'refunded') AND NOT p.capture_closed
+                      CASE WHEN p.status IN ('authorized', 'in_review', 'partially_captured', 'partially_refunded',
+                                             'captured', 'refunded') AND NOT p.capture_closed
                            THEN p.amount - p.amount_captured ELSE 0 END) AS detail
         FROM payments p LEFT JOIN held h ON h.payment_id = p.id
         WHERE coalesce(h.amount, 0) <>
-              CASE WHEN p.status IN ('authorized', 'partially_captured', 'partially_refunded', 'captured', 'refunded')
+              CASE WHEN p.status IN ('authorized', 'in_review', 'partially_captured', 'partially_refunded',
+                                     'captured', 'refunded')
                         AND NOT p.capture_closed
                    THEN p.amount - p.amount_captured ELSE 0 END
         """,
@@ -87,7 +88,8 @@ _CHECKS: tuple[tuple[str, str, str], ...] = (
         """
         SELECT format('payment %s is %s without an authorize or sale transaction', p.id, p.status) AS detail
         FROM payments p
-        WHERE p.status IN ('authorized', 'partially_captured', 'captured', 'partially_refunded', 'refunded', 'voided')
+        WHERE p.status IN ('authorized', 'in_review', 'partially_captured', 'captured', 'partially_refunded',
+                           'refunded', 'voided')
           AND NOT EXISTS (SELECT 1 FROM journal_transactions t
                           WHERE t.payment_id = p.id AND t.kind IN ('authorize', 'sale'))
         """,
@@ -98,7 +100,7 @@ _CHECKS: tuple[tuple[str, str, str], ...] = (
         """
         SELECT format('payment %s is %s but has transaction %s', p.id, p.status, t.id) AS detail
         FROM payments p JOIN journal_transactions t ON t.payment_id = p.id
-        WHERE p.status IN ('declined', 'failed', 'requires_action', 'pending', 'in_review')
+        WHERE p.status IN ('declined', 'failed', 'requires_action', 'pending')
         """,
     ),
     (

@@ -17,12 +17,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import msgspec
 
-from switch.errors import ConcurrentUpdate, LedgerUnavailable
+from switch.errors import ConcurrentUpdate, LedgerUnavailable, PaymentError
 from switch.ledger.postings import JournalTransaction
 
 logger = logging.getLogger(__name__)
@@ -188,6 +188,34 @@ class AttemptCheck(msgspec.Struct, frozen=True, kw_only=True):
     status: str | None = None
 
 
+class OutboxRow(Protocol):
+    """An outbound merchant event (``switch.events.events_for`` builds them; structural, no import)."""
+
+    id: str
+    merchant_id: str
+    type: str
+    payment_id: str | None
+    body: str
+    created: int
+
+
+class VaultCardRow(Protocol):
+    """A sealed saved card (``switch.vault`` builds them): ciphertext and display fields only."""
+
+    token: str
+    merchant_id: str
+    key_id: str
+    nonce: bytes
+    ciphertext: bytes
+    brand: str
+    bin: str
+    last4: str
+    exp_month: int
+    exp_year: int
+    fingerprint: str
+    created: int
+
+
 class WriteOp(msgspec.Struct, kw_only=True):
     """Everything one request writes, committed atomically with the rest of its batch.
 
@@ -209,6 +237,9 @@ class WriteOp(msgspec.Struct, kw_only=True):
     release: list[IdempotencyRelease] = msgspec.field(default_factory=list)
     operation_touches: list[OperationTouch] = msgspec.field(default_factory=list)
     attempt_checks: list[AttemptCheck] = msgspec.field(default_factory=list)
+    # Outbox rows of the change this op writes: committed with it or not at all.
+    events: list[OutboxRow] = msgspec.field(default_factory=list)
+    cards: list[VaultCardRow] = msgspec.field(default_factory=list)
     isolated: bool = False
 
     @property
@@ -328,6 +359,26 @@ WITH payments_in AS (
     SET checks = u.n, next_check = u.nc, stuck_since = u.st, status = coalesce(u.s, t.status)
     FROM unnest($62::text[], $63::int[], $64::bigint[], $65::bigint[], $66::text[]) AS u(id, n, nc, st, s)
     WHERE t.id = u.id AND t.status IN ('intent', 'unknown')
+), events_in AS (
+    INSERT INTO events (id, merchant_id, type, payment_id, body, created)
+    SELECT id, m, t, p, b::json, cr
+    FROM unnest($67::text[], $68::text[], $69::text[], $70::text[], $71::text[], $72::bigint[])
+         WITH ORDINALITY AS u(id, m, t, p, b, cr, n)
+    ORDER BY n
+    RETURNING seq, id, merchant_id, type, payment_id, created
+), deliveries_in AS (
+    -- Fanned out to the scope's subscribed endpoints in this statement: an event committed is an
+    -- event queued for every endpoint that existed at that moment.
+    INSERT INTO event_deliveries (endpoint_id, event_id, seq, ordering_key, next_attempt, created)
+    SELECT w.id, e.id, e.seq, coalesce(e.payment_id, e.id), e.created, e.created
+    FROM events_in AS e JOIN webhook_endpoints AS w
+      ON w.merchant_id = e.merchant_id AND (e.type = ANY(w.events) OR '*' = ANY(w.events))
+), cards_in AS (
+    INSERT INTO vault_cards (token, merchant_id, key_id, nonce, ciphertext, brand, bin, last4, exp_month, exp_year,
+                             fingerprint, created)
+    SELECT * FROM unnest($73::text[], $74::text[], $75::text[], $76::bytea[], $77::bytea[], $78::text[], $79::text[],
+                         $80::text[], $81::int[], $82::int[], $83::text[], $84::bigint[])
+    ON CONFLICT (token) DO NOTHING
 )
 SELECT 1
 """
@@ -356,6 +407,11 @@ _CLOSE_COLUMNS = ("id", "status", "outcome", "code", "provider_reference", "fini
 _TOUCH_COLUMNS = ("id", "lease_until", "checks", "next_check", "stuck_since")
 _ATTEMPT_CHECK_COLUMNS = ("id", "checks", "next_check", "stuck_since", "status")
 _RELEASE_COLUMNS = ("merchant_id", "key")
+_EVENT_COLUMNS = ("id", "merchant_id", "type", "payment_id", "body", "created")
+_CARD_COLUMNS = (
+    "token", "merchant_id", "key_id", "nonce", "ciphertext", "brand", "bin", "last4", "exp_month", "exp_year",
+    "fingerprint", "created",
+)  # fmt: skip
 
 # The partial unique index on open operations is the one-writer-per-payment rule; a claim that
 # meets it is refused without an error, so a racing worker is told before it calls anyone. The
@@ -485,18 +541,48 @@ class _Pending(msgspec.Struct):
     future: asyncio.Future[WriteResult]
 
 
+class LedgerOverloaded(LedgerUnavailable):
+    """The writer's queue is full: this request was shed before anything of it was queued."""
+
+    def __init__(self) -> None:
+        """Build the error (503 ``overloaded``; retry later with the same Idempotency-Key)."""
+        PaymentError.__init__(self, "unavailable", "overloaded", "the switch is overloaded; retry shortly")
+
+
+def starts_work(op: WriteOp) -> bool:
+    """True for an op that begins a request's work (an intent), which may be shed under overload.
+
+    Ops that record what a provider already did (outcomes, closes, recovery's settlements) are
+    never shed: refusing them would leave money moved that the books do not show yet.
+    """
+    if op.isolated:
+        return False
+    return op.reserve is not None or op.operation is not None or (bool(op.attempts) and not op.attempt_updates)
+
+
 class GroupCommitWriter:
     """Batches :class:`WriteOp` s from concurrent requests into one transaction per commit."""
 
-    def __init__(self, connect: Connect, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        connect: Connect,
+        *,
+        max_batch: int = MAX_BATCH,
+        submit_timeout_s: float | None = None,
+        max_queue: int | None = None,
+    ) -> None:
         """Create a writer.
 
         Args:
             connect: Opens the writer's dedicated connection (called again after a failure).
             max_batch: Most ops in one transaction; the rest wait for the next one.
+            submit_timeout_s: Longest :meth:`submit` waits for its commit (None: no deadline).
+            max_queue: Most queued ops before new work (:func:`starts_work`) is shed (None: no bound).
         """
         self._connect = connect
         self._max_batch = max_batch
+        self._submit_timeout_s = submit_timeout_s
+        self._max_queue = max_queue
         self._queue: list[_Pending] = []
         self._wakeup = asyncio.Event()
         self._connection: asyncpg.Connection | None = None
@@ -513,14 +599,33 @@ class GroupCommitWriter:
         self._connection = await self._connect()
         self._task = asyncio.create_task(self._run(), name="ledger-group-commit")
 
-    async def stop(self) -> None:
-        """Commit what is queued, then stop and close the connection."""
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """Commit what is queued (for at most ``timeout_s``), then stop and close the connection.
+
+        Ops still queued when the deadline passes fail with :class:`LedgerUnavailable`.
+        """
         self._closing = True
         self._wakeup.set()
         if self._task is not None:
-            await self._task
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await asyncio.shield(self._task)
+            except TimeoutError:
+                logger.error(
+                    "ledger writer: %d ops not committed within the %ss shutdown deadline", len(self._queue), timeout_s
+                )
+                self._task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._task
+                for pending in self._queue:
+                    if not pending.future.done():
+                        pending.future.set_exception(LedgerUnavailable())
+                self._queue.clear()
         if self._connection is not None and not self._connection.is_closed():
-            await self._connection.close()
+            try:
+                await self._connection.close(timeout=timeout_s)
+            except Exception:  # a stalled server must not hold up the exit
+                self._connection.terminate()
 
     @property
     def running(self) -> bool:
@@ -536,10 +641,23 @@ class GroupCommitWriter:
         """
         if self._closing or self._task is None:
             raise LedgerUnavailable("the ledger writer is not running")
+        if self._max_queue is not None and len(self._queue) >= self._max_queue and starts_work(op):
+            raise LedgerOverloaded()
         future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(op, future))
+        pending = _Pending(op, future)
+        self._queue.append(pending)
         self._wakeup.set()
-        return await future
+        try:
+            async with asyncio.timeout(self._submit_timeout_s):
+                return await future
+        except TimeoutError:
+            queued = next((i for i, item in enumerate(self._queue) if item is pending), None)
+            if queued is not None:
+                # Never taken into a batch: it certainly is not committed, and now never will be.
+                del self._queue[queued]
+                raise LedgerUnavailable("the ledger did not commit in time; nothing was written, retry") from None
+            # In a batch still in flight: it may commit yet, so the caller must treat it as unknown.
+            raise LedgerUnavailable("the ledger did not confirm the commit in time; retry with the same key") from None
 
     async def _run(self) -> None:
         while True:
@@ -726,6 +844,8 @@ class GroupCommitWriter:
             _columns([r for op in ops for r in op.release], _RELEASE_COLUMNS),
             _columns([t for op in ops for t in op.operation_touches], _TOUCH_COLUMNS),
             _columns([c for op in ops for c in op.attempt_checks], _ATTEMPT_CHECK_COLUMNS),
+            _columns([e for op in ops for e in op.events], _EVENT_COLUMNS),
+            _columns([c for op in ops for c in op.cards], _CARD_COLUMNS),
         )
         if any(column for group in rows for column in group[:1]):
             await connection.execute(_SQL_ROWS, *(column for group in rows for column in group))

@@ -5,12 +5,20 @@ concurrent duplicates see 409 at once. The same claim is made durable in ``idemp
 inside the request's first ledger write: if the store forgot a key (restart, eviction) the
 database still refuses it. The final response is stored in both, in the same batch as the
 request's ledger transaction, and replayed for the retention period.
+
+When the fast store is unavailable (:class:`~switch.stores.redis.StoreUnavailable`), the guard
+goes on without it: the durable reservation alone refuses a concurrent duplicate (409) and
+replays a finished key, one database round trip later than the store would have. Nothing is
+lost by skipping the store, because the store only ever holds copies of what the database has.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import time
+from collections.abc import Awaitable
 
 import asyncpg
 import msgspec
@@ -18,6 +26,9 @@ import msgspec
 from switch.errors import PaymentError
 from switch.ledger.writer import IdempotencyFinish, IdempotencyReserve
 from switch.stores.base import Store
+from switch.stores.redis import StoreUnavailable
+
+logger = logging.getLogger(__name__)
 
 # While a request runs its claim lives this long; a crashed worker's claim expires by itself.
 RUNNING_TTL_S = 120.0
@@ -92,6 +103,12 @@ def _judge(request: IdempotencyRequest, endpoint: str, body_hash: bytes, status_
     return Replay(status_code, body)
 
 
+async def _quietly(call: Awaitable[object]) -> None:
+    """Run a store write whose failure only costs speed (the durable record is authoritative)."""
+    with contextlib.suppress(StoreUnavailable):
+        await call
+
+
 class IdempotencyGuard:
     """Claims, replays and completes idempotent requests."""
 
@@ -106,6 +123,7 @@ class IdempotencyGuard:
         self._store = store
         self._pool = pool
         self._ttl_s = ttl_s
+        self.fallbacks = 0
 
     async def begin(self, request: IdempotencyRequest) -> Replay | None:
         """Claim the key; return a stored response to replay instead, if there is one.
@@ -115,18 +133,39 @@ class IdempotencyGuard:
         """
         running = _encode(_Record(request.endpoint, request.body_hash))
         for _ in range(3):
-            if await self._store.claim(request.store_key, running, RUNNING_TTL_S):
+            try:
+                if await self._store.claim(request.store_key, running, RUNNING_TTL_S):
+                    return None
+                raw = await self._store.get(request.store_key)
+            except StoreUnavailable:
+                # The request's first ledger batch reserves the key durably; a duplicate is
+                # refused (or replayed) there instead.
+                self.fallbacks += 1
                 return None
-            raw = await self._store.get(request.store_key)
             if raw is None:
                 continue  # expired between the two calls; claim again
             record = _decode(raw)
+            if record.status_code == 0 and record.endpoint == request.endpoint:
+                # The store says "running"; if Redis was down when that request finished, its
+                # answer reached only the database. The durable record decides.
+                return await self._durable_or_running(request, record)
             return _judge(request, record.endpoint, record.body_hash, record.status_code, record.body)
         raise PaymentError("conflict", "idempotency_key_in_use", "the Idempotency-Key is contended; retry later")
 
+    async def _durable_or_running(self, request: IdempotencyRequest, record: _Record) -> Replay:
+        row = await self._pool.fetchrow(
+            "SELECT endpoint, body_hash, status_code, response FROM idempotency_keys"
+            " WHERE merchant_id = $1 AND key = $2",
+            request.merchant_id,
+            request.key,
+        )
+        if row is None or row["status_code"] == 0:
+            return _judge(request, record.endpoint, record.body_hash, record.status_code, record.body)
+        return await self.durable_replay(request)
+
     async def durable_replay(self, request: IdempotencyRequest) -> Replay:
         """After the database refused our claim: replay its response, or refuse like ``begin``."""
-        await self._store.delete(request.store_key)
+        await _quietly(self._store.delete(request.store_key))
         row = await self._pool.fetchrow(
             "SELECT endpoint, body_hash, status_code, response FROM idempotency_keys"
             " WHERE merchant_id = $1 AND key = $2",
@@ -138,10 +177,12 @@ class IdempotencyGuard:
         replay = _judge(
             request, row["endpoint"], bytes(row["body_hash"]), row["status_code"], bytes(row["response"] or b"")
         )
-        await self._store.put(
-            request.store_key,
-            _encode(_Record(request.endpoint, request.body_hash, replay.status_code, replay.body)),
-            self._ttl_s,
+        await _quietly(
+            self._store.put(
+                request.store_key,
+                _encode(_Record(request.endpoint, request.body_hash, replay.status_code, replay.body)),
+                self._ttl_s,
+            )
         )
         return replay
 
@@ -155,12 +196,12 @@ class IdempotencyGuard:
     async def complete(self, request: IdempotencyRequest, status_code: int, body: bytes) -> None:
         """Remember the final response (already committed to the database) in the store."""
         record = _Record(request.endpoint, request.body_hash, status_code, body)
-        await self._store.put(request.store_key, _encode(record), self._ttl_s)
+        await _quietly(self._store.put(request.store_key, _encode(record), self._ttl_s))
 
     async def abandon(self, request: IdempotencyRequest) -> None:
         """Drop the claim of a request that ended without a stored result."""
-        await self._store.delete(request.store_key)
+        await _quietly(self._store.delete(request.store_key))
 
     async def forget(self, request: IdempotencyRequest) -> None:
         """Drop the fast copy so the next request reads the durable (just updated) record."""
-        await self._store.delete(request.store_key)
+        await _quietly(self._store.delete(request.store_key))

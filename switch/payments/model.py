@@ -39,6 +39,19 @@ class CardPaymentMethodIn(msgspec.Struct, forbid_unknown_fields=True, tag="card"
     card: CardIn
 
 
+class CardTokenIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A card saved by an earlier payment of the same merchant, by its token."""
+
+    token: Annotated[str, Meta(pattern="^tok_[A-Za-z0-9_-]{1,64}$")]
+    cvc: Annotated[str, Meta(pattern="^[0-9]{3,4}$")] | None = None
+
+
+class CardTokenPaymentMethodIn(msgspec.Struct, forbid_unknown_fields=True, tag="card_token", tag_field="type"):
+    """``payment_method`` of type ``card_token``: pay again with a saved card (``tok_...``)."""
+
+    card_token: CardTokenIn
+
+
 class WalletIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Which e-wallet pays, and where the customer returns after approving."""
 
@@ -101,6 +114,7 @@ class HostedCheckoutPaymentMethodIn(
 
 PaymentMethodIn = (
     CardPaymentMethodIn
+    | CardTokenPaymentMethodIn
     | WalletPaymentMethodIn
     | KonbiniPaymentMethodIn
     | SepaDebitPaymentMethodIn
@@ -116,6 +130,10 @@ class CustomerIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     country: Annotated[str, Meta(pattern="^[A-Z]{2}$")] | None = None
     device_id: Annotated[str, Meta(max_length=100, pattern=_NO_NUL)] | None = None
     name: Annotated[str, Meta(max_length=200, pattern=_NO_NUL)] | None = None
+    # The merchant's own id of the customer: velocity and canary stickiness key on it.
+    id: Annotated[str, Meta(min_length=1, max_length=100, pattern=_NO_NUL)] | None = None
+    # A merchant-defined customer segment that routing rules may match (``customer_segment``).
+    segment: Annotated[str, Meta(pattern="^[a-z0-9][a-z0-9_-]{0,39}$")] | None = None
 
 
 class PaymentCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -196,12 +214,31 @@ class AttemptOut(msgspec.Struct, kw_only=True):
     latency_ms: int
 
 
+class RoutingCost(msgspec.Struct, kw_only=True):
+    """What one candidate would cost for this payment, in minor units of the payment's currency.
+
+    ``fee`` and ``fx_cost`` are null when the account has no fee schedule for the payment.
+    """
+
+    account: str
+    fee: int | None
+    fx_cost: int | None
+
+
 class RoutingOut(msgspec.Struct, kw_only=True):
-    """How the payment was routed."""
+    """How the payment was routed: the config version and rule, the plan's reason, each attempt.
+
+    ``rule`` is null when the config's default applied; ``version`` 0 is the implied config of a
+    merchant without one. ``cost`` is the first planned candidate's, ``runner_up`` the next one's.
+    """
 
     strategy: str
     reason: str
     attempts: list[AttemptOut]
+    rule: str | None = None
+    version: int = 0
+    cost: RoutingCost | None = None
+    runner_up: RoutingCost | None = None
 
 
 class DeclineOut(msgspec.Struct, kw_only=True):

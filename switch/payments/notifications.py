@@ -24,12 +24,13 @@ from adapters.base import (
     WebhookRejected,
 )
 from switch.errors import PaymentError
+from switch.events.outbox import events_for
 from switch.ids import new_id
 from switch.ledger import postings
 from switch.ledger.writer import EventClaim, GroupCommitWriter, PaymentUpdate, RefundInsert, WriteOp
 from switch.metrics import Metrics
 from switch.payments.locks import KeyedLocks
-from switch.payments.model import ENCODER, PAYMENT_DECODER, AttemptOut
+from switch.payments.model import ENCODER, PAYMENT_DECODER, AttemptOut, Refund
 from switch.payments.outcome import apply_outcome
 from switch.payments.state import PaymentState, derive_status
 
@@ -155,6 +156,7 @@ class NotificationService:
                 payment.routing.attempts.append(
                     AttemptOut(provider=account, outcome=event.outcome.value, code=event.code, latency_ms=0)
                 )
+                body = ENCODER.encode(payment)
                 op.payment_update = PaymentUpdate(
                     id=payment_id,
                     expected_version=row["version"],
@@ -162,7 +164,15 @@ class NotificationService:
                     amount_captured=payment.amount_captured,
                     amount_refunded=payment.amount_refunded,
                     capture_closed=payment.capture == "automatic" and payment.status == "captured",
-                    body=ENCODER.encode(payment).decode(),
+                    body=body.decode(),
+                )
+                op.events = events_for(
+                    row["merchant_id"],
+                    payment_id,
+                    payment.status,
+                    body,
+                    livemode=payment.livemode,
+                    previous_status=row["status"],
                 )
             written = await self._writer.submit(op)
         if not written.fresh_event:
@@ -233,6 +243,7 @@ class NotificationService:
         )
         payment.amount_refunded = state.amount_refunded
         payment.status = derive_status(state)
+        body = ENCODER.encode(payment)
         op.payment_update = PaymentUpdate(
             id=payment.id,
             expected_version=row["version"],
@@ -240,5 +251,24 @@ class NotificationService:
             amount_captured=payment.amount_captured,
             amount_refunded=payment.amount_refunded,
             capture_closed=True,
-            body=ENCODER.encode(payment).decode(),
+            body=body.decode(),
+        )
+        refund = Refund(
+            id=refund_id,
+            payment=payment.id,
+            amount=amount,
+            currency=payment.currency,
+            status="succeeded",
+            reason=reason[:255],
+            created=created,
+        )
+        op.events = events_for(
+            row["merchant_id"],
+            payment.id,
+            payment.status,
+            body,
+            livemode=payment.livemode,
+            previous_status=row["status"],
+            refund_json=ENCODER.encode(refund),
+            refund_status="succeeded",
         )

@@ -43,6 +43,7 @@ from adapters.base import (
     VoidRequest,
 )
 from switch.errors import ConcurrentUpdate, LedgerUnavailable, PaymentError
+from switch.events.outbox import events_for
 from switch.ledger import postings
 from switch.ledger.writer import (
     GroupCommitWriter,
@@ -477,6 +478,14 @@ class OperationDriver:
             body=payment_body.decode(),
         )
         if operation.kind != "refund":
+            op.events = events_for(
+                operation.merchant_id,
+                payment.id,
+                payment.status,
+                payment_body,
+                livemode=payment.livemode,
+                previous_status=loaded.state.status,
+            )
             return op, Settled(200, payment_body)
         refund_status = "pending" if result.outcome is Outcome.PENDING else "succeeded"
         refund = Refund(
@@ -503,7 +512,18 @@ class OperationDriver:
                 created=operation.created,
             )
         )
-        return op, Settled(201, ENCODER.encode(refund))
+        refund_body = ENCODER.encode(refund)
+        op.events = events_for(
+            operation.merchant_id,
+            payment.id,
+            payment.status,
+            payment_body,
+            livemode=payment.livemode,
+            previous_status=loaded.state.status,
+            refund_json=refund_body,
+            refund_status=refund_status,
+        )
+        return op, Settled(201, refund_body)
 
     async def _closed_by_someone_else(self, operation: Operation) -> Settled:
         """Another driver (a retry, recovery) closed the operation first: answer what it decided."""

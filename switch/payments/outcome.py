@@ -26,16 +26,17 @@ STATUS_BY_OUTCOME = {
 def apply_outcome(merchant_id: str, payment: Payment, result: ProviderResult) -> list[JournalTransaction]:
     """Set the payment's status, decline and next action from ``result``; return its postings.
 
-    An approval books a hold (manual capture) or a sale (automatic capture); anything else moves
-    no money.
+    An approval books a hold (manual capture, or a payment held for review) or a sale (automatic
+    capture); anything else moves no money.
     """
     payment.provider_reference = result.provider_reference or payment.provider_reference
     payment.pending_reason = pending_reason(result)
     if result.outcome is Outcome.APPROVED:
         payment.decline = None
         payment.next_action = None
-        automatic = payment.capture == "automatic"
-        payment.status = "captured" if automatic else "authorized"
+        held = held_for_review(payment)
+        automatic = payment.capture == "automatic" and not held
+        payment.status = "in_review" if held else "captured" if automatic else "authorized"
         payment.amount_captured = payment.amount if automatic else 0
         template = postings.sale if automatic else postings.authorize_hold
         return [
@@ -61,6 +62,11 @@ def apply_outcome(merchant_id: str, payment: Payment, result: ProviderResult) ->
     )
     payment.next_action = result.next_action
     return []
+
+
+def held_for_review(payment: Payment) -> bool:
+    """Whether risk sent the payment to review: authorized only, captured once a person approves."""
+    return payment.risk is not None and payment.risk.get("decision") == "review"
 
 
 def pending_reason(result: ProviderResult) -> str | None:

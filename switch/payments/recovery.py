@@ -32,6 +32,7 @@ import msgspec
 
 from adapters.base import Outcome, ProviderAdapter, ProviderResult, SyncRequest
 from switch.errors import ConcurrentUpdate, PaymentError
+from switch.events.outbox import events_for
 from switch.ledger.writer import (
     AttemptCheck,
     AttemptUpdate,
@@ -310,6 +311,14 @@ class AttemptRecovery:
             op.payment_update = _payment_update(payment, row["version"], body)
         else:
             op.payments.append(payment_row(merchant_id, payment, body))
+        op.events = events_for(
+            merchant_id,
+            payment.id,
+            payment.status,
+            body,
+            livemode=payment.livemode,
+            previous_status=row["payment_status"] if existing else None,
+        )
         self._finish_key(op, row, body)
         try:
             await self._writer.submit(op)
@@ -340,6 +349,7 @@ class AttemptRecovery:
             _replace_attempt_outcome(payment, row["provider"], ProviderResult(outcome=Outcome.UNKNOWN))
             body = ENCODER.encode(payment)
             op.payments.append(payment_row(row["merchant_id"], payment, body))
+            op.events = events_for(row["merchant_id"], payment.id, payment.status, body, livemode=payment.livemode)
             # One statement may update a row once: the status rides on the check.
             op.attempt_checks[0] = msgspec.structs.replace(op.attempt_checks[0], status="unknown")
             self._finish_key(op, row, body)

@@ -15,6 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -22,10 +23,12 @@ import msgspec
 from adapters.base import AuthorizeRequest, FlowNotSupported, Outcome, ProviderAdapter, ProviderResult, SyncRequest
 from switch import money
 from switch.errors import PaymentError
+from switch.events.outbox import events_for
 from switch.ids import new_id
 from switch.ledger.writer import AttemptInsert, AttemptUpdate, GroupCommitWriter, WriteOp
 from switch.merchants import Merchant
 from switch.metrics import Metrics
+from switch.payments.facts import PaymentProfile, Profiler, routing_facts
 from switch.payments.idempotency import IdempotencyGuard, IdempotencyRequest, Replay
 from switch.payments.locks import KeyedLocks
 from switch.payments.methods import MethodDetails, prepare_method
@@ -37,6 +40,7 @@ from switch.payments.model import (
     PaymentCreate,
     Refund,
     RefundCreate,
+    RoutingCost,
     RoutingOut,
     VoidCreate,
 )
@@ -50,8 +54,10 @@ from switch.payments.operations import (
     provider_key_for,
 )
 from switch.payments.outcome import apply_outcome, payment_row
+from switch.payments.risk_check import Assessment, RiskCheck
 from switch.payments.state import PaymentState, check_capture, check_refund, check_void
-from switch.routing.plan import NoRoute, may_cascade, priority_plan
+from switch.routing.plan import cascade_reason
+from switch.routing.router import Router, RoutingDecision
 from switch.vault.cards import Vault
 
 logger = logging.getLogger(__name__)
@@ -86,6 +92,9 @@ class PaymentService:
         adapters: Mapping[str, ProviderAdapter],
         vault: Vault,
         idempotency: IdempotencyGuard,
+        router: Router,
+        risk: RiskCheck | None = None,
+        profiler: Profiler | None = None,
         metrics: Metrics | None = None,
         locks: KeyedLocks | None = None,
         provider_timeout_s: float = 15.0,
@@ -96,6 +105,9 @@ class PaymentService:
         self._adapters = adapters
         self._vault = vault
         self._idempotency = idempotency
+        self._router = router
+        self._risk = risk or RiskCheck(metrics=metrics)
+        self._profiler = profiler or Profiler()
         self._provider_timeout_s = provider_timeout_s
         self._metrics = metrics or Metrics()
         self._locks = locks or KeyedLocks()
@@ -115,6 +127,42 @@ class PaymentService:
         """
         return await self._idempotent(idem, lambda: self._authorize(merchant, request, idem))
 
+    async def simulate_route(self, merchant: Merchant, request: PaymentCreate) -> dict[str, Any]:
+        """Explain how ``request`` would be routed now; nothing is stored and no provider is called.
+
+        Raises:
+            PaymentError: For invalid input, as ``create_payment`` would.
+        """
+        _check_currency(request.currency)
+        # No merchant scope: a simulation must not save the card it is shown.
+        method = await prepare_method(request, self._vault)
+        profile = self._profiler.profile(request, method)
+        facts = routing_facts(request, method, profile)
+        method.card = None
+        decision = await self._router.decide(merchant.id, merchant.providers, facts, profile.sticky, dry_run=True)
+        return {
+            "object": "routing_simulation",
+            "rule": decision.rule,
+            "strategy": decision.strategy,
+            "version": decision.version,
+            "canary": decision.canary,
+            "reason": decision.reason,
+            "candidates": msgspec.to_builtins(decision.candidates),
+            "plan": list(decision.plan),
+            "cascade": {
+                "max_attempts": decision.cascade.max_attempts,
+                "soft_decline_codes": sorted(decision.cascade.soft_decline_codes),
+                "deadline_ms": decision.cascade.deadline_ms,
+            },
+            "facts": {
+                "card_country": facts.card_country,
+                "ip_country": facts.ip_country,
+                "card_brand": facts.card_brand,
+                "funding": facts.funding,
+                "payment_method": facts.payment_method,
+            },
+        }
+
     async def _idempotent(self, idem: IdempotencyRequest | None, run: Callable[[], Awaitable[Response]]) -> Response:
         """Run ``run`` under the request's Idempotency-Key: replay, refuse, or run and remember."""
         if idem is None:
@@ -132,36 +180,80 @@ class PaymentService:
         return response
 
     async def _authorize(self, merchant: Merchant, request: PaymentCreate, idem: IdempotencyRequest | None) -> Response:
-        if not money.is_known_currency(request.currency):
-            raise PaymentError(
-                "invalid", "invalid_currency", f"{request.currency!r} is not a supported ISO 4217 currency", "currency"
-            )
-        method = prepare_method(request, self._vault)
-        try:
-            plan = priority_plan(merchant.providers, self._adapters, method.method_type)
-        except NoRoute as exc:
-            raise PaymentError("invalid", "no_route", str(exc), "payment_method.type") from None
-        payment = Payment(
-            id=new_id("pay"),
-            status="pending",
-            amount=request.amount,
-            currency=request.currency,
-            amount_captured=0,
-            amount_refunded=0,
-            capture=request.capture,
-            payment_method=method.shown,
-            provider=None,
-            provider_reference=None,
-            routing=RoutingOut(strategy=plan.strategy, reason=plan.reason, attempts=[]),
-            reference=request.reference,
-            metadata=request.metadata,
-            created=int(time.time()),
+        _check_currency(request.currency)
+        method = await prepare_method(request, self._vault, merchant.id)
+        profile = self._profiler.profile(request, method)
+        payment_id = new_id("pay")
+        assessment = await self._risk.assess(merchant.id, payment_id, request, method, profile)
+        if assessment.decision.decision == "decline":
+            method.card = None  # no provider is called
+            payment = _new_payment(payment_id, request, method, None, assessment)
+            return await self._decline_by_risk(merchant, payment, assessment, idem, method)
+        decision = await self._route(merchant, request, method, profile)
+        payment = _new_payment(payment_id, request, method, decision, assessment)
+        attempted = await self._attempt(merchant, payment, decision, method, request, idem, assessment)
+        method.card = None  # the number and CVC are not needed past the provider call
+        if isinstance(attempted, Response):
+            return attempted
+        result, attempt_updates = attempted
+        if result.outcome is Outcome.APPROVED:
+            await self._risk.authorized_without_sca(assessment)
+        return await self._finish_authorization(merchant, payment, result, attempt_updates, idem, method)
+
+    async def _decline_by_risk(
+        self,
+        merchant: Merchant,
+        payment: Payment,
+        assessment: Assessment,
+        idem: IdempotencyRequest | None,
+        method: MethodDetails,
+    ) -> Response:
+        """Store a payment risk declined before any provider was called (201, ``status: declined``)."""
+        code = assessment.decision.decline_code or "risk_blocked"
+        message = (
+            "The payment was declined: a name matched a sanctions list."
+            if code == "sanctions_hit"
+            else "The payment was declined by the merchant's risk rules."
         )
-        masked_request = _ATTEMPT_REQUEST_ENCODER.encode(payment).decode()
+        result = ProviderResult(outcome=Outcome.DECLINED_HARD, code=code, message=message)
+        return await self._finish_authorization(merchant, payment, result, [], idem, method, reserve=True)
+
+    async def _route(
+        self, merchant: Merchant, request: PaymentCreate, method: MethodDetails, profile: PaymentProfile
+    ) -> RoutingDecision:
+        """The attempt plan: the merchant's routing config, its matching rule, the ranked candidates."""
+        facts = routing_facts(request, method, profile)
+        decision = await self._router.decide(merchant.id, merchant.providers, facts, profile.sticky)
+        if not decision.plan:
+            raise PaymentError(
+                "invalid",
+                "no_route",
+                f"no provider account can take this {method.method_type} payment: {decision.reason}",
+                "payment_method.type",
+            )
+        return decision
+
+    async def _attempt(
+        self,
+        merchant: Merchant,
+        payment: Payment,
+        decision: RoutingDecision,
+        method: MethodDetails,
+        request: PaymentCreate,
+        idem: IdempotencyRequest | None,
+        assessment: Assessment,
+    ) -> tuple[ProviderResult, list[AttemptUpdate]] | Response:
+        """Try the plan's providers in order, each behind a durable intent, as far as cascading is safe.
+
+        Returns:
+            The last attempt's result and the attempt rows to close with it, or the stored answer
+            when another request already holds this Idempotency-Key.
+        """
+        deadline = time.monotonic() + decision.cascade.deadline_ms / 1000
         pending_updates: list[AttemptUpdate] = []
+        masked_request = _ATTEMPT_REQUEST_ENCODER.encode(payment).decode()
         result: ProviderResult | None = None
-        attempt_id = ""
-        for position, provider in enumerate(plan.providers):
+        for position, provider in enumerate(decision.plan):
             attempt_id = new_id("att")
             intent = WriteOp(
                 reserve=idem.reserve_row() if idem is not None and position == 0 else None,
@@ -187,7 +279,7 @@ class PaymentService:
             pending_updates = []
             adapter = self._adapters[provider]
             started = time.perf_counter()
-            authorize = _authorize_request(payment, attempt_id, method, request)
+            authorize = _authorize_request(payment, attempt_id, method, request, assessment)
             result = await self._call_authorize(adapter, authorize)
             if result.outcome is Outcome.UNKNOWN:
                 result = await self._resolve_unknown(adapter, authorize, payment.created, result)
@@ -196,6 +288,8 @@ class PaymentService:
             elapsed = time.perf_counter() - started
             latency_ms = int(elapsed * 1000)
             self._metrics.provider_calls.labels(provider, "authorize", result.outcome.value).observe(elapsed)
+            await self._router.record(provider, method.method_type, payment.currency, result.outcome, latency_ms)
+            self._metrics.routing_attempts.labels(provider, method.method_type, result.outcome.value).inc()
             payment.routing.attempts.append(
                 AttemptOut(provider=provider, outcome=result.outcome.value, code=result.code, latency_ms=latency_ms)
             )
@@ -210,11 +304,14 @@ class PaymentService:
                 )
             )
             payment.provider = provider
-            if not (may_cascade(result) and position + 1 < len(plan.providers)):
+            if result.outcome in (Outcome.DECLINED_SOFT, Outcome.DECLINED_HARD):
+                await self._risk.declined_at_provider(assessment)
+            reason = cascade_reason(result, decision.cascade)
+            if reason is None or position + 1 >= len(decision.plan) or time.monotonic() >= deadline:
                 break
+            self._metrics.cascades.labels(provider, decision.plan[position + 1], reason).inc()
         assert result is not None
-        method.card = None  # the number and CVC are not needed past the provider call
-        return await self._finish_authorization(merchant, payment, result, pending_updates, idem)
+        return result, pending_updates
 
     async def _call_authorize(self, adapter: ProviderAdapter, request: AuthorizeRequest) -> ProviderResult:
         try:
@@ -261,17 +358,33 @@ class PaymentService:
         result: ProviderResult,
         attempt_updates: list[AttemptUpdate],
         idem: IdempotencyRequest | None,
+        method: MethodDetails | None = None,
+        *,
+        reserve: bool = False,
     ) -> Response:
+        """Write the outcome, its postings, the stored answer and the events in one batch; answer.
+
+        ``reserve`` takes the Idempotency-Key in the same batch, for a payment that wrote no intent
+        first (risk declined it before any provider call).
+        """
         journal = apply_outcome(merchant.id, payment, result)
         self._metrics.payments.labels(payment.status, payment.provider or "none").inc()
+        payment.livemode = merchant.livemode
         body = ENCODER.encode(payment)
         op = WriteOp(
+            reserve=idem.reserve_row() if reserve and idem is not None else None,
             payments=[payment_row(merchant.id, payment, body)],
             attempt_updates=attempt_updates,
             journal=journal,
             finish=[idem.finish_row(201, body)] if idem is not None else [],
+            # The saved card and the payment's events commit with the payment, or not at all.
+            cards=[method.sealed] if method is not None and method.sealed is not None else [],
+            events=events_for(merchant.id, payment.id, payment.status, body, livemode=merchant.livemode),
         )
-        await self._writer.submit(op)
+        written = await self._writer.submit(op)
+        if not written.reserved:
+            assert idem is not None
+            return _replayed(await self._idempotency.durable_replay(idem))
         return Response(201, body)
 
     # ------------------------------------------------------------------ reads
@@ -473,8 +586,70 @@ class PaymentService:
         return Response(settled.status_code, settled.body)
 
 
+def _check_currency(currency: str) -> None:
+    if not money.is_known_currency(currency):
+        raise PaymentError(
+            "invalid", "invalid_currency", f"{currency!r} is not a supported ISO 4217 currency", "currency"
+        )
+
+
+def _new_payment(
+    payment_id: str,
+    request: PaymentCreate,
+    method: MethodDetails,
+    decision: RoutingDecision | None,
+    assessment: Assessment,
+) -> Payment:
+    """The payment as it stands before its first attempt: pending, with its risk and its route.
+
+    ``decision`` is None for a payment risk declined before routing.
+    """
+    if decision is None:
+        routing = RoutingOut(
+            strategy="none", reason="declined by risk before routing; no provider was called", attempts=[]
+        )
+    else:
+        routing = _routing_out(decision)
+    return Payment(
+        id=payment_id,
+        status="pending",
+        amount=request.amount,
+        currency=request.currency,
+        amount_captured=0,
+        amount_refunded=0,
+        capture=request.capture,
+        payment_method=method.shown,
+        provider=None,
+        provider_reference=None,
+        routing=routing,
+        risk=assessment.shown,
+        reference=request.reference,
+        metadata=request.metadata,
+        created=int(time.time()),
+    )
+
+
+def _routing_out(decision: RoutingDecision) -> RoutingOut:
+    """The payment's ``routing``: the version and rule, and the cost of the first two candidates."""
+    costs = [
+        RoutingCost(account=view.account, fee=view.fee, fx_cost=view.fx_cost)
+        for account in decision.plan[:2]
+        for view in decision.candidates
+        if view.account == account
+    ]
+    return RoutingOut(
+        strategy=decision.strategy,
+        reason=decision.reason,
+        attempts=[],
+        rule=decision.rule,
+        version=decision.version,
+        cost=costs[0] if costs else None,
+        runner_up=costs[1] if len(costs) > 1 else None,
+    )
+
+
 def _authorize_request(
-    payment: Payment, attempt_id: str, method: MethodDetails, request: PaymentCreate
+    payment: Payment, attempt_id: str, method: MethodDetails, request: PaymentCreate, assessment: Assessment
 ) -> AuthorizeRequest:
     """What the adapter is asked for one attempt; the same attempt always sends the same request."""
     customer = request.customer
@@ -489,7 +664,9 @@ def _authorize_request(
         card=method.card,
         details=method.details,
         return_url=method.return_url,
-        capture=request.capture == "automatic",
+        # A payment held for review is only authorized; approving the review captures it.
+        capture=request.capture == "automatic" and assessment.decision.decision != "review",
+        three_ds_required=assessment.decision.sca_required or assessment.decision.decision == "request_3ds",
         reference=request.reference,
         customer_email=customer.email if customer else None,
         customer_country=customer.country if customer else None,

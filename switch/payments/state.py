@@ -9,6 +9,9 @@ from switch.errors import PaymentError
 # Statuses in which money has been authorized and may still move.
 AUTHORIZED_FAMILY = frozenset({"authorized", "partially_captured", "captured", "partially_refunded", "refunded"})
 FINAL_UNSUCCESSFUL = frozenset({"declined", "failed", "voided"})
+# Authorized at the provider but held for a person's decision: no capture, void or refund until
+# its review is approved (-> authorized) or rejected (-> authorized, then voided).
+IN_REVIEW = "in_review"
 
 
 class PaymentState(msgspec.Struct, kw_only=True):
@@ -59,6 +62,12 @@ def refundable(state: PaymentState) -> int:
 
 
 def _refuse_unless_authorized(state: PaymentState, action: str) -> None:
+    if state.status == IN_REVIEW:
+        raise PaymentError(
+            "state",
+            "payment_in_review",
+            f"the payment is in review and cannot be {action} directly; approve or reject its review",
+        )
     if state.status == "voided":
         raise PaymentError("state", "payment_already_voided", f"the payment was voided and cannot be {action}")
     if state.status in ("declined", "failed"):
@@ -71,6 +80,20 @@ def _refuse_unless_authorized(state: PaymentState, action: str) -> None:
         )
 
 
+def leave_review(state: PaymentState) -> PaymentState:
+    """The state of a payment whose review closed: authorized, nothing captured yet.
+
+    Both outcomes pass through ``authorized``: an approval then captures (or waits for a manual
+    capture), a rejection then voids.
+
+    Raises:
+        PaymentError: ``payment_not_in_review`` (409) when the payment is not ``in_review``.
+    """
+    if state.status != IN_REVIEW:
+        raise PaymentError("state", "payment_not_in_review", f"the payment is {state.status}, not in review")
+    return PaymentState(status="authorized", amount=state.amount)
+
+
 def check_capture(state: PaymentState, amount: int | None) -> int:
     """Validate a capture and return the amount to capture.
 
@@ -79,7 +102,7 @@ def check_capture(state: PaymentState, amount: int | None) -> int:
         amount: Requested amount, or None for everything still capturable.
 
     Raises:
-        PaymentError: ``payment_already_voided``, ``payment_not_authorized``,
+        PaymentError: ``payment_in_review``, ``payment_already_voided``, ``payment_not_authorized``,
             ``payment_already_captured`` (409) or ``amount_exceeds_capturable`` (400).
     """
     _refuse_unless_authorized(state, "captured")
@@ -104,8 +127,8 @@ def check_void(state: PaymentState) -> None:
     """Validate a void (release of an uncaptured authorization).
 
     Raises:
-        PaymentError: ``payment_already_voided``, ``payment_not_authorized`` or
-            ``payment_already_captured`` (all 409).
+        PaymentError: ``payment_in_review``, ``payment_already_voided``, ``payment_not_authorized``
+            or ``payment_already_captured`` (all 409).
     """
     _refuse_unless_authorized(state, "voided")
     if state.amount_captured > 0 or state.capture_closed:
@@ -120,7 +143,7 @@ def check_refund(state: PaymentState, amount: int | None) -> int:
     """Validate a refund and return the amount to refund.
 
     Raises:
-        PaymentError: ``payment_already_voided``, ``payment_not_authorized``,
+        PaymentError: ``payment_in_review``, ``payment_already_voided``, ``payment_not_authorized``,
             ``payment_not_captured``, ``payment_already_refunded`` (409) or
             ``amount_exceeds_refundable`` (400).
     """

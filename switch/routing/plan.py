@@ -45,14 +45,36 @@ def priority_plan(
     return AttemptPlan(providers, "priority", "merchant's configured provider order")
 
 
-def may_cascade(result: ProviderResult) -> bool:
-    """Return whether trying the next provider is safe after ``result``.
+class CascadePolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """When a payment may move on to the next provider of its plan."""
 
-    Only technical failures the issuer never saw cascade. Hard and soft declines would fail the
-    same way elsewhere (and retries cost fees); an unknown outcome may have authorized, so it is
-    resolved with a status call instead of risking a double charge.
+    max_attempts: int = 2
+    soft_decline_codes: frozenset[str] = frozenset()
+    deadline_ms: int = 20_000
+
+
+DEFAULT_CASCADE = CascadePolicy()
+
+
+def cascade_reason(result: ProviderResult, policy: CascadePolicy = DEFAULT_CASCADE) -> str | None:
+    """Return why trying the next provider is safe after ``result``, or None when it is not.
+
+    A technical failure moved no money, so the next provider may always be tried. A soft decline
+    is retried elsewhere only for the codes the merchant's config lists (acquirer-side refusals
+    the issuer never saw: elsewhere the same card would simply fail again, and each retry costs a
+    fee). An unknown outcome may have authorized: it is resolved by replay and look-up, never
+    cascaded. Hard declines would fail everywhere.
     """
-    return result.outcome is Outcome.TECHNICAL
+    if result.outcome is Outcome.TECHNICAL:
+        return "technical"
+    if result.outcome is Outcome.DECLINED_SOFT and result.code in policy.soft_decline_codes:
+        return "soft_decline"
+    return None
+
+
+def may_cascade(result: ProviderResult, policy: CascadePolicy = DEFAULT_CASCADE) -> bool:
+    """Return whether trying the next provider is safe after ``result``; see ``cascade_reason``."""
+    return cascade_reason(result, policy) is not None
 
 
 DECLINE_CATEGORY = {

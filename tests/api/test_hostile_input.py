@@ -146,3 +146,94 @@ async def test_unknown_routes_and_methods_get_error_objects(client, merchant):
     wrong_method = await client.delete("/v1/payments", headers=merchant.headers)
     assert wrong_method.status_code == 405
     assert error_of(wrong_method)["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"amount": 1250, "metadata": ' + b'{"a": ' * 5_000 + b'"x"' + b"}" * 5_000 + b"}",
+    ],
+    ids=["nested-arrays", "nested-metadata"],
+)
+async def test_deeply_nested_json_is_400(client, merchant, raw):
+    response = await _post(client, merchant, raw)
+    assert response.status_code == 400, response.text[:200]
+    assert error_of(response)["type"] == "invalid_request_error"
+
+
+async def test_a_huge_string_field_is_refused_without_echoing_it(client, merchant):
+    huge = "A" * 200_000
+    response = await _post(client, merchant, {**payment_body(), "reference": huge})
+    assert response.status_code in (400, 413)
+    assert huge[:1000] not in response.text
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "".join(chr(0xFF10 + int(d)) for d in "4242424242424242"),  # fullwidth digits
+        "4242\u200b4242424242424242",
+        "\u202e4242424242424242",
+        "4242424242424242\ufeff",
+    ],
+    ids=["fullwidth-digits", "zero-width-space", "rtl-override", "bom"],
+)
+async def test_unicode_tricks_in_a_card_number_are_400(client, merchant, db, number):
+    before = await db.fetchval("SELECT count(*) FROM payments WHERE merchant_id = $1", merchant.id)
+    response = await _post(client, merchant, {**payment_body(), "payment_method": card(number=number)})
+    assert response.status_code == 400, response.text
+    assert error_of(response)["param"] == "payment_method.card.number"
+    assert await db.fetchval("SELECT count(*) FROM payments WHERE merchant_id = $1", merchant.id) == before
+
+
+@pytest.mark.parametrize("key", [b"abc\r\nSet-Cookie: x=1", b"k" * 300, b"\x00key", "ключ".encode()])
+async def test_hostile_idempotency_keys_are_400(app, merchant, key):
+    # Raw ASGI: an HTTP client would refuse to send these headers at all.
+    status, body = await _raw_asgi(app, merchant, [(b"idempotency-key", key)], [json.dumps(payment_body()).encode()])
+    assert status == 400, body
+    assert json.loads(body)["error"]["code"] == "idempotency_key_invalid"
+    assert b"Set-Cookie" not in body
+
+
+async def test_a_body_that_trickles_in_is_408_not_a_held_slot(app, merchant):
+    from switch.admission import Admission, admission_middleware
+
+    guarded = admission_middleware(Admission(4), body_timeout_s=0.2)(app)
+    status, body = await _raw_asgi(guarded, merchant, [], [b'{"amount": 12'], stall=True)
+    assert status == 408, body
+    assert json.loads(body)["error"]["code"] == "request_timeout"
+
+
+async def _raw_asgi(asgi, merchant, extra_headers, chunks, stall=False):
+    import asyncio
+
+    headers = [
+        (b"host", b"switch.test"),
+        (b"content-type", b"application/json"),
+        (b"authorization", merchant.headers["Authorization"].encode()),
+        *extra_headers,
+    ]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/v1/payments", "raw_path": b"/v1/payments", "query_string": b"", "root_path": "",
+        "headers": headers, "client": ("127.0.0.1", 5000), "server": ("switch.test", 80),
+    }  # fmt: skip
+    pending = list(chunks)
+
+    async def receive():
+        if pending:
+            chunk = pending.pop(0)
+            return {"type": "http.request", "body": chunk, "more_body": bool(pending) or stall}
+        if stall:
+            await asyncio.sleep(3600)  # the rest of the body never comes
+        return {"type": "http.disconnect"}
+
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    await asyncio.wait_for(asgi(scope, receive, send), timeout=30)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")

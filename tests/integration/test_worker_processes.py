@@ -22,7 +22,7 @@ from adapters.simulator import SimulatorServer
 from switch.ledger.migrate import migrate
 from switch.ledger.verify import verify_ledger
 from switch.merchants import create_merchant, set_merchant_providers
-from tests.api.helpers import card
+from tests.api.helpers import card, fresh_card_number
 from tests.conftest import temporary_database
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
@@ -124,7 +124,8 @@ def _headers(key: str, idempotency_key: str | None = None) -> dict[str, str]:
 
 
 async def _authorized(http: httpx.AsyncClient, url: str, key: str, amount: int) -> dict:
-    body = {"amount": amount, "currency": "EUR", "capture": "manual", "payment_method": card("4242424242424242")}
+    # A new card per payment: the race is about one payment, not about card velocity.
+    body = {"amount": amount, "currency": "EUR", "capture": "manual", "payment_method": card(fresh_card_number())}
     response = await http.post(f"{url}/v1/payments", json=body, headers=_headers(key, secrets.token_hex(8)))
     assert response.status_code == 201, response.text
     payment = response.json()

@@ -34,7 +34,7 @@ from switch.config import Settings
 from switch.ledger.verify import verify_ledger
 from switch.merchants import create_merchant
 from tests.api.helpers import payment_body
-from tests.conftest import MerchantKey, running_app, temporary_database
+from tests.conftest import MerchantKey, running_app, temporary_database, without_card_velocity
 from tests.faults import database_lost_at
 
 settings.register_profile(
@@ -218,6 +218,7 @@ step = st.tuples(operation, st.sampled_from(FAULTS), st.booleans())
 async def test_random_operation_sequences_keep_the_ledger_equal_to_the_model(switch_app, steps):
     app, http = switch_app
     created, key = await create_merchant(app.state.pool, "props-" + secrets.token_hex(6))
+    await without_card_velocity(app, created.id)
     driver = Driver(app, http, MerchantKey(created.id, key))
     model: dict[str, Expected] = {}
     order: list[str] = []

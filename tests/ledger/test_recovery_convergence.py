@@ -44,7 +44,7 @@ from switch.payments.model import ENCODER, Payment
 from switch.payments.operations import backoff_s
 from switch.payments.recovery import AttemptRecovery, RecoveryReport, list_unresolved, stop_task
 from tests.api.helpers import card, payment_body
-from tests.conftest import MerchantKey, running_app, temporary_database
+from tests.conftest import MerchantKey, running_app, temporary_database, without_card_velocity
 from tests.ledger.intents import pending_payment
 
 SCRIPTED = "scripted"
@@ -186,6 +186,7 @@ async def client(switch_app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
 @pytest_asyncio.fixture
 async def merchant(switch_app: Litestar) -> MerchantKey:
     created, key = await create_merchant(switch_app.state.pool, "converge-" + secrets.token_hex(4))
+    await without_card_velocity(switch_app, created.id)
     return MerchantKey(created.id, key)
 
 

@@ -21,7 +21,7 @@ import pytest_asyncio
 from switch.config import Settings
 from switch.ledger.verify import VerifyReport, verify_ledger
 from switch.merchants import create_merchant
-from tests.api.helpers import payment_body
+from tests.api.helpers import fresh_card_number, payment_body
 from tests.conftest import _with_database, running_app, temporary_database
 
 ALL_CHECKS = {
@@ -42,6 +42,11 @@ ALL_CHECKS = {
     "operations_booked",
     "idempotent_responses_exist",
 }
+
+
+def _fresh_body(**fields: object) -> dict:
+    """A payment body with a new card, so risk's per-card velocity leaves the payments alone."""
+    return payment_body(number=fresh_card_number(), **fields)
 
 
 class Ledger(msgspec.Struct, kw_only=True):
@@ -91,19 +96,19 @@ async def ledger(source_url: str) -> Ledger:
         other, other_key = await create_merchant(pool, "verify-other-" + secrets.token_hex(4))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://switch.test") as http:
             pay = "/v1/payments"
-            sale = await _post(http, pay, key, payment_body(amount=1250))
-            keyed = await _post(http, pay, key, payment_body(amount=700), idem="k-sale")
-            held = await _post(http, pay, key, payment_body(amount=3000, capture="manual"))
-            captured = await _post(http, pay, key, payment_body(amount=2000, capture="manual"))
+            sale = await _post(http, pay, key, _fresh_body(amount=1250))
+            keyed = await _post(http, pay, key, _fresh_body(amount=700), idem="k-sale")
+            held = await _post(http, pay, key, _fresh_body(amount=3000, capture="manual"))
+            captured = await _post(http, pay, key, _fresh_body(amount=2000, capture="manual"))
             await _post(http, f"{pay}/{captured['id']}/capture", key, {"amount": 800}, idem="k-capture")
-            refunded = await _post(http, pay, key, payment_body(amount=5000, currency="JPY"))
+            refunded = await _post(http, pay, key, _fresh_body(amount=5000, currency="JPY"))
             refund = await _post(http, f"{pay}/{refunded['id']}/refunds", key, {"amount": 1200}, idem="k-refund")
-            voided = await _post(http, pay, key, payment_body(amount=900, capture="manual"))
+            voided = await _post(http, pay, key, _fresh_body(amount=900, capture="manual"))
             await _post(http, f"{pay}/{voided['id']}/void", key, {}, idem="k-void")
             declined = await _post(http, pay, key, payment_body(number="4000000000000002"))
             failed = await _post(http, pay, key, payment_body(number="4000000000000119"))
             assert (declined["status"], failed["status"]) == ("declined", "failed")
-            await _post(http, pay, other_key, payment_body(amount=4100), idem="k-sale")
+            await _post(http, pay, other_key, _fresh_body(amount=4100), idem="k-sale")
     return Ledger(
         database=source_url.rpartition("/")[2].partition("?")[0],
         merchant=merchant.id,

@@ -32,10 +32,10 @@ def test_the_bundled_table_covers_every_sandbox_test_card(table):
 
 def test_an_eight_digit_row_beats_a_six_digit_row_which_beats_the_brand_range(table):
     country_card = table.lookup("4000002760000016")  # 40000027: DE credit
-    six = table.lookup("4000000000000002")  # 400000: DE debit
+    six = table.lookup("4000000000000002")  # 400000: US debit
     brand_only = table.lookup("4111111111111111")  # only the one-digit Visa row
     assert (country_card.country, country_card.funding) == ("DE", "credit")
-    assert (six.country, six.funding) == ("DE", "debit")
+    assert (six.country, six.funding) == ("US", "debit")
     assert (brand_only.brand, brand_only.country, brand_only.funding) == ("visa", None, None)
     assert table.lookup("4000008260000000").country == "GB"
 

@@ -14,6 +14,7 @@ from switch.payments.state import (
     check_refund,
     check_void,
     derive_status,
+    leave_review,
     refundable,
 )
 
@@ -77,3 +78,35 @@ def test_capturable_and_refundable_never_go_negative(amount, captured, refunded,
     current = state(amount=amount, amount_captured=captured, amount_refunded=refunded, capture_closed=closed)
     assert 0 <= capturable(current) <= amount - captured
     assert refundable(current) == captured - refunded
+
+
+@pytest.mark.parametrize(
+    "call",
+    [lambda s: check_capture(s, None), lambda s: check_capture(s, 10), check_void, lambda s: check_refund(s, None)],
+)
+def test_a_payment_in_review_cannot_be_captured_voided_or_refunded_directly(call):
+    with pytest.raises(PaymentError) as raised:
+        call(state(status="in_review"))
+    assert raised.value.code == "payment_in_review"
+    assert raised.value.kind == "state"
+
+
+def test_a_payment_in_review_holds_nothing_capturable_or_refundable():
+    held = state(status="in_review")
+    assert derive_status(held) == "in_review"
+    assert capturable(held) == 0
+    assert refundable(held) == 0
+
+
+def test_leaving_review_makes_the_payment_authorized_with_nothing_captured():
+    left = leave_review(state(status="in_review", amount=4200))
+    assert (left.status, left.amount, left.amount_captured, left.capture_closed) == ("authorized", 4200, 0, False)
+    assert capturable(left) == 4200
+    check_void(left)
+
+
+@pytest.mark.parametrize("status", ["authorized", "captured", "voided", "declined", "pending"])
+def test_only_a_payment_in_review_can_leave_review(status):
+    with pytest.raises(PaymentError) as raised:
+        leave_review(state(status=status))
+    assert raised.value.code == "payment_not_in_review"

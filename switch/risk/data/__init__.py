@@ -1,1 +1,1 @@
-"""Bundled data of the risk modules (a synthetic sanctions list: invented names, no real person)."""
+"""Bundled data of the risk modules: BIN and IP-country tables, a synthetic sanctions list (no real person)."""

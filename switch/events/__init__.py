@@ -1,0 +1,1 @@
+"""Outbound merchant events: outbox rows, signing, endpoints and the delivery worker."""
