@@ -44,25 +44,41 @@ from switch.ledger.migrate import migrate  # noqa: E402
 from switch.ledger.verify import verify_ledger  # noqa: E402
 from switch.merchants import create_merchant  # noqa: E402
 
-# The amount is filled in per request by the Lua script, so "%d" stands in for it here.
-BODY_TEMPLATE = json.dumps(
-    {
-        "amount": "@AMOUNT@",
-        "currency": "EUR",
-        "payment_method": {
-            "type": "card",
-            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"},
-        },
-        "customer": {"email": "ada@example.com", "country": "DE"},
-    }
-).replace('"@AMOUNT@"', "%d")
+# Filled in per request by the Lua script: the amount ("%d"), then a card number, an email and an
+# IP address ("%s" each), so that no risk velocity rule ever sees the same card, email or IP twice.
+BODY_TEMPLATE = (
+    json.dumps(
+        {
+            "amount": "@AMOUNT@",
+            "currency": "EUR",
+            "payment_method": {
+                "type": "card",
+                "card": {"number": "@CARD@", "exp_month": 12, "exp_year": 2031, "cvc": "123"},
+            },
+            "customer": {"email": "@EMAIL@", "ip": "@IP@", "country": "US"},
+        }
+    )
+    .replace('"@AMOUNT@"', "%d")
+    .replace("@CARD@", "%s")
+    .replace("@EMAIL@", "%s")
+    .replace("@IP@", "%s")
+)
+# The same body without an IP address (``--customer-ip none``): risk then skips the IP rules.
+BODY_TEMPLATE_NO_IP = BODY_TEMPLATE.replace(', "ip": "%s"', "")
 
 # Each thread gets its own Lua state, so the per-thread prefix is drawn in the main state
 # (``setup``), seeded from Python: threads seeding themselves from os.time() would collide.
 # ``request`` runs per request; ``response`` counts statuses because wrk's summary only counts
 # statuses above 399; ``done`` prints one parseable line.
+#
+# Cards: 424242 (a US BIN in the bundled table; the sandbox approves any Luhn-valid number other
+# than its listed test cards), nine digits from a random per-thread base plus the request counter,
+# and the Luhn check digit. Emails: the thread prefix plus the counter. IPs: per thread, two random
+# hextets inside 2001:db8::/33 (the IPv6 documentation range the bundled IP table places in the US,
+# so the geo rule sees US against a US card), then the counter: a new IP for each request.
 LUA = r"""
 local keyed = @KEYED@
+local with_ip = @WITH_IP@
 local run = "@RUN@"
 local template = @TEMPLATE@
 local threads = {}
@@ -75,7 +91,24 @@ wrk.headers["Authorization"] = "Bearer @KEY@"
 function setup(thread)
   local index = #threads + 1
   thread:set("prefix", string.format("bench-%s-%d-%08x-", run, index, math.random(0, 0x7fffffff)))
+  thread:set("card_base", math.random(0, 999999999))
+  thread:set("ip_prefix", string.format("2001:db8:%x:%x", math.random(0, 0x7fff), math.random(0, 0xffff)))
   table.insert(threads, thread)
+end
+
+-- The Luhn check digit of a digit string: double every second digit from the right.
+local function luhn_digit(payload)
+  local sum, double = 0, true
+  for position = #payload, 1, -1 do
+    local digit = string.byte(payload, position) - 48
+    if double then
+      digit = digit * 2
+      if digit > 9 then digit = digit - 9 end
+    end
+    sum = sum + digit
+    double = not double
+  end
+  return (10 - sum % 10) % 10
 end
 
 function init(args)
@@ -88,7 +121,17 @@ function request()
   if keyed then
     wrk.headers["Idempotency-Key"] = prefix .. sent
   end
-  return wrk.format(nil, nil, nil, string.format(template, 1000 + sent % 9000))
+  local payload = string.format("424242%09d", (card_base + sent) % 1000000000)
+  local card = payload .. luhn_digit(payload)
+  local email = string.format("b%s%d@example.com", prefix, sent)
+  local body
+  if with_ip then
+    local ip = string.format("%s:%x:%x::1", ip_prefix, math.floor(sent / 65536) % 65536, sent % 65536)
+    body = string.format(template, 1000 + sent % 9000, card, email, ip)
+  else
+    body = string.format(template, 1000 + sent % 9000, card, email)
+  end
+  return wrk.format(nil, nil, nil, body)
 end
 
 function response(status, headers, body)
@@ -130,6 +173,9 @@ class Run:
     statuses: str
     payments: int | None = None
     keys_stored: int | None = None
+    # Payments written during the run by status and by risk outcome (decision, or the SCA reason
+    # ``risk_disabled`` when risk is off): anything but captured means the provider was skipped.
+    outcomes: dict[str, int] = field(default_factory=dict)
     batch_ops: float | None = None
     batch_ms: float | None = None
     batches: float | None = None
@@ -151,6 +197,49 @@ class Target:
     merchant: str = ""
     key: str = ""
     runs: list[Run] = field(default_factory=list)
+    # Extra environment of the server (``SWITCH_ROUTING``, ``SWITCH_RISK``) and its short name.
+    env: dict[str, str] = field(default_factory=dict)
+    profile: str = "default"
+    configured: bool = False
+
+
+# The profiles of ``--profiles routing-risk``: (short name, server environment).
+PROFILES: tuple[tuple[str, dict[str, str]], ...] = (
+    ("smart+risk", {"SWITCH_ROUTING": "smart", "SWITCH_RISK": "on"}),
+    ("static+risk", {"SWITCH_ROUTING": "static", "SWITCH_RISK": "on"}),
+    ("smart, risk off", {"SWITCH_ROUTING": "smart", "SWITCH_RISK": "off"}),
+)
+# (what is compared, profile measured, same run with the feature off, the issue's largest fall).
+COMPARISONS: tuple[tuple[str, str, str, float], ...] = (
+    ("routing on (issue 9)", "smart+risk", "static+risk", 0.05),
+    ("risk on (issue 10)", "smart+risk", "smart, risk off", 0.10),
+)
+
+
+def routing_document() -> dict[str, object]:
+    """A 20-rule routing config whose last rule matches the benchmark's payments (worst case).
+
+    The benchmark merchant has only the sandbox account, so every rule names it; the matching
+    rule uses ``reliable``, which reads the success-rate statistics that each attempt updates.
+    """
+    rules: list[dict[str, object]] = [
+        {
+            "name": f"usd-{index}",
+            "when": {"currency": ["USD"], "card_country": ["US"], "amount": {"gte": index}},
+            "strategy": "priority",
+            "candidates": ["sandbox"],
+        }
+        for index in range(19)
+    ]
+    rules.append(
+        {
+            "name": "eur-cards",
+            "when": {"currency": ["EUR"], "payment_method": ["card"], "bin_prefix": ["4"], "amount": {"lt": 500_000}},
+            "strategy": "reliable",
+            "candidates": ["sandbox"],
+        }
+    )
+    return {"rules": rules, "default": {"strategy": "priority", "candidates": ["sandbox"]}}
 
 
 def _free_port() -> int:
@@ -172,13 +261,14 @@ def _wait_ready(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def _wrk(url: str, key: str, keyed: bool, connections: int, duration: int, threads: int) -> Run:
+def _wrk(url: str, key: str, keyed: bool, with_ip: bool, connections: int, duration: int, threads: int) -> Run:
     lua = (
         LUA.replace("@KEYED@", "true" if keyed else "false")
+        .replace("@WITH_IP@", "true" if with_ip else "false")
         .replace("@RUN@", secrets.token_hex(4))
         .replace("@SEED@", str(secrets.randbelow(2**31)))
         .replace("@KEY@", key)
-        .replace("@TEMPLATE@", json.dumps(BODY_TEMPLATE))
+        .replace("@TEMPLATE@", json.dumps(BODY_TEMPLATE if with_ip else BODY_TEMPLATE_NO_IP))
     )
     with tempfile.TemporaryDirectory() as scratch:
         script = os.path.join(scratch, "post.lua")
@@ -231,7 +321,8 @@ async def _prepare(dsn: str, targets: list[Target]) -> None:
         for target in targets:
             if target.factory:
                 # One merchant per switch target, so its payments and stored keys can be counted apart.
-                merchant, target.key = await create_merchant(connection, f"bench-{target.mode}-{time.time_ns()}")
+                label = f"bench-{target.mode}-{target.profile}-{time.time_ns()}"
+                merchant, target.key = await create_merchant(connection, label)
                 target.merchant = merchant.id
             else:
                 target.key = "bare"
@@ -259,6 +350,34 @@ async def _written(dsn: str, merchant: str) -> tuple[int, int]:
             await asyncio.sleep(0.5)
     finally:
         await connection.close()
+
+
+async def _outcomes(dsn: str, merchant: str) -> dict[str, int]:
+    """The merchant's payments so far, counted by status and by risk outcome."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            "SELECT status, CASE WHEN body->'risk'->'sca'->>'reason' = 'risk_disabled' THEN 'risk_disabled'"
+            " ELSE coalesce(body->'risk'->>'decision', 'none') END AS risk, count(*) AS n"
+            " FROM payments WHERE merchant_id = $1 GROUP BY 1, 2",
+            merchant,
+        )
+    finally:
+        await connection.close()
+    return {f"{row['status']}/risk={row['risk']}": row["n"] for row in rows}
+
+
+def _configure_routing(base: str, key: str) -> None:
+    """Store the 20-rule routing config for the merchant (``static`` ignores it)."""
+    request = urllib.request.Request(
+        f"{base}/v1/routing",
+        data=json.dumps(routing_document()).encode(),
+        method="PUT",
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        if reply.status != 200:
+            raise RuntimeError(f"PUT /v1/routing answered {reply.status}")
 
 
 def _scrape(url: str) -> dict[str, float]:
@@ -382,21 +501,32 @@ def _measure(target: Target, args: argparse.Namespace, dsn: str, env: dict[str, 
     base = f"http://127.0.0.1:{port}"
     url = f"{base}/v1/payments"
     keyed = target.mode == "keyed"
-    server = _serve(target.server, target.app, target.factory, port, env)
+    with_ip = args.customer_ip == "v6"
+    server = _serve(target.server, target.app, target.factory, port, {**env, **target.env})
     try:
         _wait_ready(url)
-        _wrk(url, target.key, keyed, args.connections, 3, args.threads)  # warm-up: connections, caches
+        if target.factory and args.routing_config and not target.configured:
+            _configure_routing(base, target.key)
+            target.configured = True
+        _wrk(url, target.key, keyed, with_ip, args.connections, 3, args.threads)  # warm-up: connections, caches
         if target.factory:
             before_rows = asyncio.run(_written(dsn, target.merchant))
             before_metrics = _scrape(f"{base}/metrics")
+            before_outcomes = asyncio.run(_outcomes(dsn, target.merchant))
         before_cpu = _cpu_snapshot(dsn, server.pid)
-        run = _wrk(url, target.key, keyed, args.connections, args.duration, args.threads)
+        run = _wrk(url, target.key, keyed, with_ip, args.connections, args.duration, args.threads)
         run.cpu, run.busiest = _cpu_delta(before_cpu, _cpu_snapshot(dsn, server.pid), server.pid)
         if target.factory:
             after_rows = asyncio.run(_written(dsn, target.merchant))
             after_metrics = _scrape(f"{base}/metrics")
             run.payments = after_rows[0] - before_rows[0]
             run.keys_stored = after_rows[1] - before_rows[1]
+            after_outcomes = asyncio.run(_outcomes(dsn, target.merchant))
+            run.outcomes = {
+                name: count - before_outcomes.get(name, 0)
+                for name, count in after_outcomes.items()
+                if count != before_outcomes.get(name, 0)
+            }
             delta = {name: after_metrics.get(name, 0) - before_metrics.get(name, 0) for name in after_metrics}
             batches = delta.get("switch_ledger_batch_ops_count", 0)
             if batches:
@@ -423,6 +553,11 @@ def _problems(target: Target, run: Run) -> list[str]:
             )
         if target.mode == "keyed" and run.keys_stored != run.payments:
             found.append(f"{run.keys_stored} idempotency keys stored for {run.payments} payments")
+        # Declined, in review or waiting for 3-D Secure: the provider was not called for those.
+        expected = "risk_disabled" if target.env.get("SWITCH_RISK") == "off" else "approve"
+        wrong = {name: count for name, count in run.outcomes.items() if name != f"captured/risk={expected}"}
+        if wrong:
+            found.append(f"payments not captured with risk={expected}: {wrong}")
     return found
 
 
@@ -477,6 +612,43 @@ def _report(targets: list[Target], args: argparse.Namespace) -> None:
                 extra = f", keys {run.keys_stored}" if target.mode == "keyed" else ""
                 rows.append(f"{run.payments}/{run.ok}/{run.in_flight}{extra}")
             print(f"  {target.name} ({target.server}): " + "; ".join(rows))
+    print("\npayments written per round, by status / risk outcome:")
+    for target in targets:
+        if target.factory:
+            rounds = "; ".join(
+                ", ".join(f"{name} {count}" for name, count in sorted(run.outcomes.items())) or "none"
+                for run in target.runs
+            )
+            print(f"  {target.name} ({target.server}): {rounds}")
+    _report_comparisons(targets)
+
+
+def _report_comparisons(targets: list[Target]) -> None:
+    """Each feature's cost: its profile's rate against the same run with the feature off."""
+    for server in dict.fromkeys(target.server for target in targets):
+        for mode in dict.fromkeys(target.mode for target in targets if target.factory):
+            by_profile = {
+                target.profile: target
+                for target in targets
+                if target.server == server and target.factory and target.mode == mode
+            }
+            bare = next(target for target in targets if target.server == server and not target.factory)
+            for label, measured, reference, allowed in COMPARISONS:
+                if measured not in by_profile or reference not in by_profile:
+                    continue
+                on, off = by_profile[measured].runs, by_profile[reference].runs
+                # Per round: the rounds are interleaved, so a round's two runs saw similar load.
+                falls = [1 - a.rate / b.rate for a, b in zip(on, off, strict=True)]
+                shares = " ".join(
+                    f"{a.rate / z.rate:.1%}/{b.rate / z.rate:.1%}" for a, b, z in zip(on, off, bare.runs, strict=True)
+                )
+                medians = 1 - _median(on).rate / _median(off).rate
+                verdict = "within" if medians <= allowed else "MISSES"
+                print(
+                    f"\n{label}, {mode}, {server}: share of bare falls {medians:+.1%} (medians; target at most "
+                    f"{allowed:.0%}: {verdict}); per round {' '.join(f'{fall:+.1%}' for fall in falls)}, "
+                    f"median of rounds {sorted(falls)[len(falls) // 2]:+.1%}; shares on/off per round {shares}"
+                )
 
 
 def main() -> int:
@@ -495,6 +667,26 @@ def main() -> int:
         help="switch requests with a unique Idempotency-Key each, without one, or both (default)",
     )
     parser.add_argument(
+        "--profiles",
+        choices=("default", "routing-risk"),
+        default="default",
+        help="default: the switch as configured; routing-risk: smart+risk, static+risk and smart with risk off, "
+        "side by side (SWITCH_ROUTING, SWITCH_RISK), each against the bare endpoint",
+    )
+    parser.add_argument(
+        "--customer-ip",
+        choices=("v6", "none"),
+        default="v6",
+        help="v6: a new US documentation IPv6 address per request (the IP velocity and geo rules run); "
+        "none: no IP, so risk skips the IP rules",
+    )
+    parser.add_argument(
+        "--no-routing-config",
+        dest="routing_config",
+        action="store_false",
+        help="leave the merchants without a routing config (the implied priority config) instead of a 20-rule one",
+    )
+    parser.add_argument(
         "--server",
         choices=("uvicorn", "granian"),
         action="append",
@@ -506,10 +698,13 @@ def main() -> int:
         return 2
     modes = ("keyed", "unkeyed") if args.mode == "both" else (args.mode,)
     targets = []
+    profiles = PROFILES if args.profiles == "routing-risk" else (("default", {}),)
     for server_name in args.server or ["uvicorn"]:
-        targets.extend(
-            Target(f"switch ({mode})", server_name, mode, "switch.app:create_app_from_env", True) for mode in modes
-        )
+        for mode in modes:
+            for profile, profile_env in profiles:
+                name = f"switch ({mode})" if profile == "default" else f"switch {mode} {profile}"
+                app = "switch.app:create_app_from_env"
+                targets.append(Target(name, server_name, mode, app, True, env=profile_env, profile=profile))
         targets.append(Target("bare Litestar endpoint", server_name, "unkeyed", "benchmarks.bare_app:app", False))
     dsn = os.environ.get("SWITCH_DATABASE_URL")
     if not dsn:
@@ -522,6 +717,12 @@ def main() -> int:
         **{name: value for name, value in os.environ.items() if name != "SWITCH_METRICS_TOKEN"},
         "SWITCH_DATABASE_URL": dsn,
         "SWITCH_LOG_LEVEL": "WARNING",
+        # The per-key rate limit (100/s by default) would answer 429 to nearly every request.
+        "SWITCH_RATE_LIMIT_PER_S": "1000000",
+        "SWITCH_RATE_LIMIT_BURST": "1000000",
+        # Requests wrk abandons at the end of the warm-up still run when the measured run opens its
+        # connections, so more than ``--connections`` mutations can be in flight for a moment.
+        "SWITCH_MAX_INFLIGHT": os.environ.get("SWITCH_MAX_INFLIGHT") or str(4 * args.connections),
     }
     failures = []
     for round_index in range(args.rounds):

@@ -5,6 +5,14 @@ capture followed by a capture, a few refunds and reads, declines at the rate the
 give them, and every POST carrying an Idempotency-Key as real merchants' clients do (with a small
 share of retries that must replay).
 
+Risk's platform velocity rules are live on the payment path (more than 3 payments of one card a
+minute, more than 3 cards per email a day), so each approving checkout uses a fresh Luhn-valid
+card (the sandbox approves any valid number) and a fresh email, as a crowd of real shoppers
+would; only the declining test cards repeat, and they decline either way. The per-key rate limit
+(``SWITCH_RATE_LIMIT_PER_S``, 100 by default) is far below this profile's rate: raise it on the
+switch under test (``SWITCH_RATE_LIMIT_PER_S=1000000 SWITCH_RATE_LIMIT_BURST=1000000``), since a
+``429`` counts as a failure here.
+
 Run against a local switch (see loadtest/README.md)::
 
     SWITCH_LOADTEST_KEY=sk_test_... .venv/bin/locust -f loadtest/locustfile.py \
@@ -20,8 +28,21 @@ import uuid
 from locust import FastHttpUser, between, task
 
 KEY = os.environ.get("SWITCH_LOADTEST_KEY", "")
-CARDS = ["4242424242424242"] * 18 + ["5555555555554444"] * 6 + ["4000000000009995", "4000000000000002"]
+# A BIN prefix (a fresh approving card is made from it) or a sandbox test card that declines.
+CARDS = ["424242"] * 18 + ["555555"] * 6 + ["4000000000009995", "4000000000000002"]
 CURRENCIES = [("EUR", 4999), ("USD", 2599), ("JPY", 3980), ("GBP", 1850), ("KWD", 12_500)]
+
+
+def _card_number(card: str) -> str:
+    """A declining test card as it is, or a fresh 16-digit Luhn-valid number on a BIN prefix."""
+    if len(card) == 16:
+        return card
+    payload = card + "".join(random.choices("0123456789", k=15 - len(card)))
+    total = 0
+    for position, char in enumerate(reversed(payload)):
+        digit = int(char) * (2 if position % 2 == 0 else 1)
+        total += digit - 9 if digit > 9 else digit
+    return payload + str(-total % 10)
 
 
 def _payment(capture: str) -> dict[str, object]:
@@ -33,9 +54,9 @@ def _payment(capture: str) -> dict[str, object]:
         "reference": f"bf-{uuid.uuid4().hex[:12]}",
         "payment_method": {
             "type": "card",
-            "card": {"number": random.choice(CARDS), "exp_month": 12, "exp_year": 2031, "cvc": "123"},
+            "card": {"number": _card_number(random.choice(CARDS)), "exp_month": 12, "exp_year": 2031, "cvc": "123"},
         },
-        "customer": {"email": f"shopper{random.randint(1, 50_000)}@example.com", "country": "DE"},
+        "customer": {"email": f"shopper-{uuid.uuid4().hex[:16]}@example.com", "country": "DE"},
     }
 
 
@@ -54,7 +75,7 @@ class Shopper(FastHttpUser):
     def _post(self, path: str, body: dict[str, object], name: str, key: str | None = None) -> dict | None:
         headers = {**self.headers, "Idempotency-Key": key or uuid.uuid4().hex}
         with self.client.post(path, json=body, headers=headers, name=name, catch_response=True) as response:
-            if response.status_code >= 500:
+            if response.status_code >= 500 or response.status_code == 429:
                 response.failure(f"{response.status_code}: {response.text[:200]}")
                 return None
             response.success()

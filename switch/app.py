@@ -75,7 +75,7 @@ from switch.providers import build_adapters, load_accounts
 from switch.risk.rules import CompiledRules
 from switch.routing.fees import build_account_routing
 from switch.routing.plan import supports_method
-from switch.routing.router import AccountsView, Router, RoutingConfig, compile_stored
+from switch.routing.router import BREAKER_GAUGE, AccountsView, Router, RoutingConfig, compile_stored
 from switch.routing.stats import MemoryRoutingStats, RedisRoutingStats
 from switch.stores.base import Store
 from switch.stores.documents import VersionedDocuments
@@ -234,6 +234,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AccountsView(account_routing, adapters),
             routing_stats,
             lambda account, method: account in adapters and supports_method(adapters[account], method),
+            static=settings.routing == "static",
+            on_breaker=lambda account, state: metrics.circuit_breaker_state.labels(account).set(BREAKER_GAUGE[state]),
         )
         risk_documents: VersionedDocuments[CompiledRules] = VersionedDocuments(
             pool, "risk", compile_risk_document, redis_url=settings.redis_url

@@ -1,4 +1,4 @@
-"""The ``switch`` command: serve, migrate, merchants, ledger verify, recovery list, simulator.
+"""The ``switch`` command: serve, migrate, merchants, routing, ledger verify, recovery list, simulator.
 
 Every failure is one clear line on stderr and a non-zero exit code, never a traceback.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import json
 import os
 import pathlib
 import secrets
@@ -17,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import asyncpg
 
@@ -29,6 +30,9 @@ from switch.logs import LOG_FORMATS, uvicorn_log_config
 from switch.merchants import MerchantExists, create_merchant, list_merchants, set_merchant_providers
 from switch.metrics import MULTIPROC_ENV
 from switch.providers import SANDBOX, load_accounts
+
+if TYPE_CHECKING:
+    from switch.stores.documents import VersionedDocuments
 
 DEMO_MERCHANT = "demo"
 
@@ -305,6 +309,172 @@ def cmd_sanctions_status(settings: Settings, _: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(_with_migrated_connection(settings, work))
+
+
+async def _routing_merchant(connection: asyncpg.Connection, merchant: str) -> tuple[str, str, tuple[str, ...]]:
+    """The merchant's (test scope) id, name and provider accounts, by id or name."""
+    row = await connection.fetchrow(
+        "SELECT id, name, providers FROM merchants WHERE (id = $1 OR name = $1) AND NOT livemode", merchant
+    )
+    if row is None:
+        raise CliError(f"no merchant with id or name {merchant!r}")
+    return str(row["id"]), str(row["name"]), tuple(row["providers"])
+
+
+async def _with_routing_documents(
+    settings: Settings, work: Callable[[asyncpg.Connection, VersionedDocuments[Any]], Awaitable[int]]
+) -> int:
+    """Run ``work`` with a migrated connection and the routing documents store.
+
+    The store publishes every change on Redis when ``SWITCH_REDIS_URL`` is set, so running
+    workers drop their cached copy and route with the new version within a second.
+    """
+    from switch.routing.router import compile_stored
+    from switch.stores.documents import VersionedDocuments
+
+    async def with_store(connection: asyncpg.Connection) -> int:
+        url = _database_url(settings)
+        try:
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=2, timeout=10)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            raise CliError(f"cannot connect to PostgreSQL: {exc}") from None
+        documents: VersionedDocuments[Any] = VersionedDocuments(
+            pool, "routing", compile_stored, redis_url=settings.redis_url
+        )
+        try:
+            await documents.start()
+            return await work(connection, documents)
+        finally:
+            await documents.stop()
+            await pool.close()
+
+    return await _with_migrated_connection(settings, with_store)
+
+
+def _configured_accounts(settings: Settings) -> set[str]:
+    return {SANDBOX, *(load_accounts(settings.providers_file) if settings.providers_file else {})}
+
+
+def _print_document(body: dict[str, Any]) -> None:
+    print(json.dumps(body, indent=2))
+
+
+def cmd_routing_show(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the merchant's active routing config (version 0: the implied default) and its canary."""
+    from switch.routing.document import implied_default, to_builtins
+
+    async def work(connection: asyncpg.Connection, documents: VersionedDocuments[Any]) -> int:
+        merchant_id, name, providers = await _routing_merchant(connection, args.merchant)
+        head = await documents.head(merchant_id)
+        if head.active is None:
+            print(f"{merchant_id} ({name}): version 0, no config stored: priority over its accounts")
+            _print_document(to_builtins(implied_default(providers)))
+            return 0
+        print(f"{merchant_id} ({name}): version {head.active_version} active")
+        _print_document(to_builtins(head.active.document))
+        if head.canary is not None:
+            print(f"canary: version {head.canary_version} at {head.canary_percent}% of traffic")
+            _print_document(to_builtins(head.canary.document))
+        return 0
+
+    return asyncio.run(_with_routing_documents(settings, work))
+
+
+def cmd_routing_set(settings: Settings, args: argparse.Namespace) -> int:
+    """Validate a routing config file against the merchant's accounts and store it as a new version."""
+    import msgspec
+
+    from switch.routing.document import DocumentError, parse_document, to_builtins
+
+    try:
+        raw = pathlib.Path(args.path).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {args.path}: {exc.strerror or exc}", 2) from None
+    try:
+        msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise CliError(f"{args.path} is not valid JSON: {exc}", 2) from None
+    configured = _configured_accounts(settings)
+
+    async def work(connection: asyncpg.Connection, documents: VersionedDocuments[Any]) -> int:
+        merchant_id, name, providers = await _routing_merchant(connection, args.merchant)
+        # What the API accepts: the merchant's own accounts, as far as this switch configures them.
+        routable = [account for account in providers if account in configured]
+        try:
+            document = parse_document(raw, routable)
+        except DocumentError as exc:
+            where = f" at {exc.param}" if exc.param else ""
+            raise CliError(f"{args.path}: invalid routing config{where}: {exc.message}", 2) from None
+        percent = document.rollout.percent
+        canary = percent if percent < 100 else None
+        version = await documents.put(merchant_id, to_builtins(document), canary_percent=canary)
+        head = await documents.head(merchant_id)
+        if head.canary_version == version:
+            state = f"canary at {head.canary_percent}% of traffic (sticky per {document.rollout.sticky})"
+        else:
+            state = "active"
+        print(f"stored routing config version {version} for {merchant_id} ({name}): {state}")
+        if settings.redis_url:
+            print("Running switches apply it within a second.")
+        else:
+            print(
+                "No SWITCH_REDIS_URL: a running switch that already cached this merchant's config keeps"
+                " it until restarted (PUT /v1/routing applies at once)."
+            )
+        return 0
+
+    return asyncio.run(_with_routing_documents(settings, work))
+
+
+def cmd_routing_versions(settings: Settings, args: argparse.Namespace) -> int:
+    """List the merchant's kept routing config versions, newest first."""
+
+    async def work(connection: asyncpg.Connection, documents: VersionedDocuments[Any]) -> int:
+        merchant_id, name, _ = await _routing_merchant(connection, args.merchant)
+        kept = await documents.versions(merchant_id)
+        if not kept:
+            print(f"{merchant_id} ({name}) has no routing config; it routes by priority over its accounts")
+            return 0
+        head = await documents.head(merchant_id)
+        print(f"{'version':>7}  {'state':<12} {'created':<21} {'rules':>5}  default")
+        for stored in kept:
+            if stored.version == head.active_version:
+                state = "active"
+            elif stored.version == head.canary_version:
+                state = f"canary {head.canary_percent}%"
+            else:
+                state = "-"
+            created = datetime.datetime.fromtimestamp(stored.created, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+            rules = stored.body.get("rules") or []
+            default = stored.body.get("default") or {}
+            target = f"{default.get('strategy')} over {','.join(default.get('candidates') or [])}"
+            print(f"{stored.version:>7}  {state:<12} {created:<21} {len(rules):>5}  {target}")
+        return 0
+
+    return asyncio.run(_with_routing_documents(settings, work))
+
+
+def cmd_routing_rollback(settings: Settings, args: argparse.Namespace) -> int:
+    """Make a kept version active again (no new version is created); a running canary stops."""
+    from switch.stores.documents import UnknownVersion
+
+    if args.version < 1:
+        raise CliError(f"VERSION must be 1 or more, got {args.version}", 2)
+
+    async def work(connection: asyncpg.Connection, documents: VersionedDocuments[Any]) -> int:
+        merchant_id, name, _ = await _routing_merchant(connection, args.merchant)
+        try:
+            await documents.activate(merchant_id, args.version)
+        except UnknownVersion:
+            kept = ", ".join(str(stored.version) for stored in reversed(await documents.versions(merchant_id)))
+            raise CliError(
+                f"{merchant_id} ({name}) has no routing config version {args.version}"
+                + (f" (kept: {kept})" if kept else " (none stored)")
+            ) from None
+        print(f"routing config version {args.version} is active again for {merchant_id} ({name})")
+        return 0
+
+    return asyncio.run(_with_routing_documents(settings, work))
 
 
 def cmd_merchants_rotate_key(settings: Settings, args: argparse.Namespace) -> int:
@@ -649,6 +819,23 @@ def _parser() -> argparse.ArgumentParser:
     sanctions_screen.add_argument("--threshold", type=float, help="lowest score that matches, 1-100")
     sanctions_screen.set_defaults(handler=cmd_sanctions_screen)
     sanctions_commands.add_parser("status", help="show the loaded lists").set_defaults(handler=cmd_sanctions_status)
+
+    routing = commands.add_parser("routing", help="a merchant's routing config: show, set, versions, rollback")
+    routing_commands = routing.add_subparsers(dest="routing_command", required=True, metavar="ACTION")
+    routing_show = routing_commands.add_parser("show", help="print the active config (and a rolling-out canary)")
+    routing_show.add_argument("merchant", help="merchant id or name")
+    routing_show.set_defaults(handler=cmd_routing_show)
+    routing_set = routing_commands.add_parser("set", help="validate a JSON config file and store it as a new version")
+    routing_set.add_argument("merchant", help="merchant id or name")
+    routing_set.add_argument("path", metavar="FILE", help="the routing config, JSON (DESIGN section 7)")
+    routing_set.set_defaults(handler=cmd_routing_set)
+    routing_versions = routing_commands.add_parser("versions", help="list the kept versions, newest first")
+    routing_versions.add_argument("merchant", help="merchant id or name")
+    routing_versions.set_defaults(handler=cmd_routing_versions)
+    routing_rollback = routing_commands.add_parser("rollback", help="make an earlier version active again")
+    routing_rollback.add_argument("merchant", help="merchant id or name")
+    routing_rollback.add_argument("version", type=int, metavar="VERSION", help="a kept version number")
+    routing_rollback.set_defaults(handler=cmd_routing_rollback)
     return parser
 
 

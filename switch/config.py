@@ -54,6 +54,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         sca_acquirer_region: ``eea`` (PSD2 SCA applies to EEA cards) or ``other`` (out of scope).
         sca_fraud_rate_centibps: The acquirer's fraud rate for transaction risk analysis
             (hundredths of a basis point: 0.13 % is 1300); 0 disables the TRA exemption.
+        risk: ``on``, or ``off`` to approve without risk checks (for side-by-side benchmarks only).
+        routing: ``smart`` (merchants' routing configs and statistics) or ``static`` (each
+            merchant's accounts in priority order, no config or statistics; benchmarks only).
         sanctions_threshold: Fuzzy score (1-100) from which a screened name counts as a match (0: the
             screener's measured default).
     """
@@ -84,13 +87,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_connect_timeout_ms: int = 3_000
     ledger_submit_timeout_ms: int = 5_000
     ledger_max_queue: int = 2_048
-    max_inflight: int = 32
+    max_inflight: int = 64
     shutdown_timeout_s: int = 20
     risk_counter_policy: str = "open"
     risk_counter_deadline_ms: int = 50
     sca_acquirer_region: str = "eea"
     sca_fraud_rate_centibps: int = 1300
     sanctions_threshold: int = 0
+    risk: str = "on"
+    routing: str = "smart"
 
     def __repr__(self) -> str:
         """Return a representation with secrets masked."""
@@ -125,6 +130,8 @@ _CHOICES = {
     "log_format": ("auto", "text", "json"),
     "risk_counter_policy": ("open", "closed"),
     "sca_acquirer_region": ("eea", "other"),
+    "risk": ("on", "off"),
+    "routing": ("smart", "static"),
 }
 
 

@@ -25,7 +25,7 @@ from switch.payments.facts import PaymentProfile, Profiler
 from switch.payments.methods import MethodDetails
 from switch.payments.model import PaymentCreate
 from switch.risk.aml import AmlMonitor, AmlState, MemoryAmlState, RedisAmlState
-from switch.risk.engine import FiredRule, RiskDecision, evaluate
+from switch.risk.engine import FiredRule, RiskDecision, ScaSummary, evaluate
 from switch.risk.rules import CompiledRules, effective_rules, parse_rules
 from switch.risk.sanctions import SanctionsScreener
 from switch.risk.sca import MemoryScaState, RedisScaState, ScaDecision, ScaPolicy, ScaState
@@ -62,6 +62,8 @@ class Assessment(msgspec.Struct, kw_only=True):
         return msgspec.to_builtins(self.decision)  # type: ignore[no-any-return]
 
 
+_DISABLED = RiskDecision(decision="approve", score=0, rules=[], sca=ScaSummary(exemption=None, reason="risk_disabled"))
+
 _COUNTERS_DOWN = FiredRule(
     name="platform.counters_unavailable",
     action="decline",
@@ -83,8 +85,14 @@ class RiskCheck:
         aml: AmlMonitor | None = None,
         counter_policy: CounterPolicy = "open",
         metrics: Metrics | None = None,
+        enabled: bool = True,
     ) -> None:
-        """Wire the checks (each defaults to its in-process form, for one worker)."""
+        """Wire the checks (each defaults to its in-process form, for one worker).
+
+        ``enabled=False`` (``SWITCH_RISK=off``) approves every payment without counting or
+        screening it, for side-by-side benchmarks; the payment's ``risk`` says so.
+        """
+        self.enabled = enabled
         self.documents = documents
         self.velocity = velocity or LocalVelocity()
         self.screener = screener or SanctionsScreener()
@@ -111,6 +119,8 @@ class RiskCheck:
     ) -> Assessment:
         """Count the payment and decide it: approve, review, request_3ds or decline."""
         facts = risk_facts(merchant_id, request, method, profile)
+        if not self.enabled:
+            return Assessment(decision=_DISABLED, facts=facts, sca=None)
         rules = await self.rules_for(merchant_id)
         velocity, counters_down = await self._observe(facts)
         names = [name for name in facts.names if name]
@@ -149,6 +159,8 @@ class RiskCheck:
 
     async def declined_at_provider(self, assessment: Assessment) -> None:
         """Count a provider decline (cascaded attempts included) against the card and its keys."""
+        if not self.enabled:
+            return
         facts = assessment.facts
         await self.velocity.record_decline(
             facts.merchant_id,
@@ -237,6 +249,7 @@ def build_risk_check(
         aml=AmlMonitor(aml_state),
         counter_policy=settings.risk_counter_policy,  # type: ignore[arg-type]
         metrics=metrics,
+        enabled=settings.risk == "on",
     )
 
 

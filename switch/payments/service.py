@@ -288,7 +288,9 @@ class PaymentService:
             elapsed = time.perf_counter() - started
             latency_ms = int(elapsed * 1000)
             self._metrics.provider_calls.labels(provider, "authorize", result.outcome.value).observe(elapsed)
-            await self._router.record(provider, method.method_type, payment.currency, result.outcome, latency_ms)
+            await self._router.record(
+                provider, method.method_type, payment.currency, result.outcome, latency_ms, decision.reliable
+            )
             self._metrics.routing_attempts.labels(provider, method.method_type, result.outcome.value).inc()
             payment.routing.attempts.append(
                 AttemptOut(provider=provider, outcome=result.outcome.value, code=result.code, latency_ms=latency_ms)

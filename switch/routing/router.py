@@ -21,6 +21,7 @@ from adapters.base import Outcome
 from switch.routing.document import (
     CompiledRouting,
     PaymentFacts,
+    Reliable,
     RoutingDocument,
     implied_default,
     parse_document,
@@ -28,11 +29,15 @@ from switch.routing.document import (
 )
 from switch.routing.fees import AccountRouting
 from switch.routing.plan import CascadePolicy
-from switch.routing.stats import StatsView
-from switch.routing.strategies import CandidateView, Ranker
+from switch.routing.stats import BreakerState, StatsView
+from switch.routing.strategies import DEFAULT_RELIABLE, CandidateView, Ranker
 from switch.stores.documents import Head, VersionedDocuments
 
 logger = logging.getLogger(__name__)
+
+
+#: The circuit-breaker gauge's value per state (0 closed, 1 half-open, 2 open).
+BREAKER_GAUGE: dict[str, int] = {"closed": 0, "half_open": 1, "open": 2}
 
 
 class RoutingConfig:
@@ -111,6 +116,7 @@ class RoutingDecision(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
     candidates: list[CandidateView]
     cascade: CascadePolicy
+    reliable: Reliable = Reliable()
     canary: bool = False
 
 
@@ -126,6 +132,8 @@ class Router:
         *,
         ranker: Ranker | None = None,
         rng: random.Random | None = None,
+        static: bool = False,
+        on_breaker: Callable[[str, BreakerState], None] | None = None,
     ) -> None:
         """Wire the router.
 
@@ -136,7 +144,11 @@ class Router:
             supports: ``supports(account, method)``: whether the account's adapter takes the method.
             ranker: Holds fee tables and weighted rotation state; one per worker.
             rng: Exploration draws; seeded in tests.
+            static: Ignore stored configs and statistics: every merchant's accounts in priority
+                order (``SWITCH_ROUTING=static``, for side-by-side benchmarks).
         """
+        self.static = static
+        self._on_breaker = on_breaker
         self.documents = documents
         self.accounts = accounts
         self.stats = stats
@@ -193,8 +205,11 @@ class Router:
         Returns:
             The decision; its ``plan`` is empty when no candidate can take the payment.
         """
-        head = await self.documents.head(merchant_id)
-        config, canary = self.choose(head, merchant_accounts, sticky)
+        if self.static:
+            config, canary = self.implied(merchant_accounts), False
+        else:
+            head = await self.documents.head(merchant_id)
+            config, canary = self.choose(head, merchant_accounts, sticky)
         match = config.compiled.match(facts)
         ranking = self._ranker.rank(
             match.target,
@@ -216,12 +231,32 @@ class Router:
             reason=reason,
             candidates=ranking.candidates,
             cascade=config.cascade,
+            reliable=config.document.reliable,
             canary=canary,
         )
 
-    async def record(self, account: str, method: str, currency: str, outcome: Outcome, latency_ms: float) -> None:
-        """Feed one finished attempt into the routing statistics; never fails the payment."""
+    async def record(
+        self,
+        account: str,
+        method: str,
+        currency: str,
+        outcome: Outcome,
+        latency_ms: float,
+        settings: Reliable = DEFAULT_RELIABLE,
+    ) -> None:
+        """Feed one finished attempt into the routing statistics; never fails the payment.
+
+        ``settings`` (the config's ``reliable`` section) decides the breaker state reported to
+        ``on_breaker`` (the circuit-breaker gauge).
+        """
+        if self.static:
+            return
         try:
             await self.stats.record(account, method, currency, outcome, latency_ms)  # type: ignore[attr-defined]
         except Exception as exc:
             logger.warning("routing stats not recorded (%s)", type(exc).__name__)
+            return
+        if self._on_breaker is not None:
+            self._on_breaker(
+                account, self.stats.breaker(account, settings.breaker_failures, settings.breaker_cooldown_s)
+            )

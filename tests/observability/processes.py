@@ -18,7 +18,10 @@ import httpx
 
 from switch.ledger.migrate import migrate
 from switch.merchants import create_merchant
-from tests.api.helpers import payment_body
+from switch.payments.risk_check import compile_risk_document
+from switch.stores.documents import VersionedDocuments
+from tests.api.helpers import fresh_card_number, payment_body
+from tests.conftest import WITHOUT_CARD_VELOCITY
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
 DECLINE = "4000000000000002"
@@ -109,9 +112,15 @@ async def new_merchant_key(database_url: str) -> str:
     connection = await asyncpg.connect(database_url)
     try:
         await migrate(connection)
-        _, key = await create_merchant(connection, "obs-" + secrets.token_hex(4))
+        merchant, key = await create_merchant(connection, "obs-" + secrets.token_hex(4))
     finally:
         await connection.close()
+    # The tests count declines the provider gave; risk's per-card rules would add their own.
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        await VersionedDocuments(pool, "risk", compile_risk_document).put(merchant.id, WITHOUT_CARD_VELOCITY)
+    finally:
+        await pool.close()
     return key
 
 
@@ -123,7 +132,7 @@ async def send_payments(url: str, key: str, count: int, *, decline_every: int = 
     async def worker() -> None:
         while queue:
             index = queue.pop()
-            number = DECLINE if decline_every and index % decline_every == 0 else "4242424242424242"
+            number = DECLINE if decline_every and index % decline_every == 0 else fresh_card_number()
             async with httpx.AsyncClient(timeout=30) as http:
                 response = await http.post(f"{url}/v1/payments", json=payment_body(number=number), headers=headers)
                 assert response.status_code == 201, response.text

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.api.helpers import create
+from tests.api.helpers import create, fresh_card_number
 from tests.observability.processes import DECLINE
 
 
@@ -36,7 +36,7 @@ async def test_a_token_in_the_url_becomes_a_cookie_and_leaves_the_url(app, clien
 
 async def test_data_shows_payments_per_account_and_recent_declines(app, client, merchant):
     before = (await client.get("/dashboard/data", headers=_bearer(app))).json()
-    for number in ("4242424242424242", "4242424242424242", DECLINE):
+    for number in (fresh_card_number(), fresh_card_number(), DECLINE):
         assert (await create(client, merchant, number=number)).status_code == 201
     data = (await client.get("/dashboard/data", headers=_bearer(app))).json()
     assert data["attempts"] == before["attempts"] + 3
