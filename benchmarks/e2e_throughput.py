@@ -3,6 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/e2e_throughput.py [--mode keyed|unkeyed|both] [--rounds 3] [--duration 8]
+    .venv/bin/python benchmarks/e2e_throughput.py --profiles routing-risk --mode keyed --rounds 5 --duration 8
 
 Needs ``wrk`` on PATH. Uses ``SWITCH_DATABASE_URL`` when set (the database must be empty or a
 switch database), otherwise an embedded PostgreSQL in a temporary directory. Both servers run
@@ -11,9 +12,18 @@ artificial latency, an amount that varies per request) with a Bearer key. In ``k
 request carries its own ``Idempotency-Key``, as Stripe's client libraries send; ``unkeyed``
 requests carry none. The bare endpoint gets the same requests without a key.
 
+Risk's velocity rules are live on the payment path, so every request carries its own Luhn-valid
+card (424242, a US BIN), its own email and, by default, its own US documentation IPv6 address:
+no rule fires and every payment reaches the provider. The servers run with the per-key rate limit
+lifted. ``--profiles routing-risk`` measures, interleaved, the switch with ``SWITCH_ROUTING=smart``
+and ``SWITCH_RISK=on`` (the defaults), with ``static`` routing, with risk ``off``, and the bare
+endpoint, and reports what routing and risk each cost against the same run with them off. Each
+switch merchant gets a 20-rule routing config whose last rule matches (``--no-routing-config``: none).
+
 The run fails (exit 1) on any non-2xx response or socket error, when the payments written do
-not account for the 2xx responses wrk counted, or when ``switch ledger verify`` finds a
-violation afterwards.
+not account for the 2xx responses wrk counted, when a payment written during a run is not
+``captured`` with the expected risk outcome (a declined, reviewed or 3-D Secure payment skips the
+provider and would flatter the rate), or when ``switch ledger verify`` finds a violation afterwards.
 """
 
 from __future__ import annotations
@@ -53,7 +63,13 @@ BODY_TEMPLATE = (
             "currency": "EUR",
             "payment_method": {
                 "type": "card",
-                "card": {"number": "@CARD@", "exp_month": 12, "exp_year": 2031, "cvc": "123"},
+                "card": {
+                    "number": "@CARD@",
+                    "exp_month": 12,
+                    "exp_year": 2031,
+                    "cvc": "123",
+                    "holder_name": "@HOLDER@",
+                },
             },
             "customer": {"email": "@EMAIL@", "ip": "@IP@", "country": "US"},
         }
@@ -73,9 +89,10 @@ BODY_TEMPLATE_NO_IP = BODY_TEMPLATE.replace(', "ip": "%s"', "")
 #
 # Cards: 424242 (a US BIN in the bundled table; the sandbox approves any Luhn-valid number other
 # than its listed test cards), nine digits from a random per-thread base plus the request counter,
-# and the Luhn check digit. Emails: the thread prefix plus the counter. IPs: per thread, two random
-# hextets inside 2001:db8::/33 (the IPv6 documentation range the bundled IP table places in the US,
-# so the geo rule sees US against a US card), then the counter: a new IP for each request.
+# and the Luhn check digit. Emails: a random per-thread tag plus the counter, in letters. IPs: per
+# thread, two random hextets inside 2001:db8::/33 (the IPv6 documentation range the bundled IP
+# table places in the US, so the geo rule sees US against a US card), then the counter: a new IP
+# for each request.
 LUA = r"""
 local keyed = @KEYED@
 local with_ip = @WITH_IP@
@@ -92,8 +109,21 @@ function setup(thread)
   local index = #threads + 1
   thread:set("prefix", string.format("bench-%s-%d-%08x-", run, index, math.random(0, 0x7fffffff)))
   thread:set("card_base", math.random(0, 999999999))
+  thread:set("email_tag", letters(index * 0x80000000 + math.random(0, 0x7fffffff)))
   thread:set("ip_prefix", string.format("2001:db8:%x:%x", math.random(0, 0x7fff), math.random(0, 0xffff)))
   table.insert(threads, thread)
+end
+
+-- A number in base 26, written in letters: the switch refuses a field holding a digit run that
+-- passes the Luhn check (a card number pasted into the wrong field), and an email made of thread
+-- prefixes and counters in digits would now and then hold one.
+function letters(number)
+  local out = {}
+  repeat
+    table.insert(out, string.char(97 + number % 26))
+    number = math.floor(number / 26)
+  until number == 0
+  return table.concat(out)
 end
 
 -- The Luhn check digit of a digit string: double every second digit from the right.
@@ -123,7 +153,7 @@ function request()
   end
   local payload = string.format("424242%09d", (card_base + sent) % 1000000000)
   local card = payload .. luhn_digit(payload)
-  local email = string.format("b%s%d@example.com", prefix, sent)
+  local email = string.format("b%s-%s@example.com", email_tag, letters(sent))
   local body
   if with_ip then
     local ip = string.format("%s:%x:%x::1", ip_prefix, math.floor(sent / 65536) % 65536, sent % 65536)
@@ -136,12 +166,17 @@ end
 
 function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
+  -- The first unexpected answer's body, so that a failed run says why.
+  if (status < 200 or status >= 300) and sample == nil then
+    sample = string.gsub(string.sub(body or "", 1, 300), "%s", "_")
+  end
 end
 
 function done(summary, latency, requests)
-  local sent_total, ok, counts = 0, 0, {}
+  local sent_total, ok, counts, sampled = 0, 0, {}, "-"
   for _, thread in ipairs(threads) do
     sent_total = sent_total + thread:get("sent")
+    sampled = thread:get("sample") or sampled
     for status, count in pairs(thread:get("statuses")) do
       counts[status] = (counts[status] or 0) + count
       if status >= 200 and status < 300 then ok = ok + count end
@@ -152,9 +187,9 @@ function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     "wrk-result requests=%d duration_us=%d sent=%d ok=%d connect=%d read=%d write=%d status=%d timeout=%d "
-      .. "p50_us=%d p99_us=%d statuses=%s\n",
+      .. "p50_us=%d p99_us=%d statuses=%s sample=%s\n",
     summary.requests, summary.duration, sent_total, ok, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(99), table.concat(listed, ",")))
+    latency:percentile(50), latency:percentile(99), table.concat(listed, ","), sampled))
 end
 """
 
@@ -171,6 +206,7 @@ class Run:
     in_flight: int
     errors: dict[str, int]
     statuses: str
+    sample: str = "-"
     payments: int | None = None
     keys_stored: int | None = None
     # Payments written during the run by status and by risk outcome (decision, or the SCA reason
@@ -261,14 +297,25 @@ def _wait_ready(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def _wrk(url: str, key: str, keyed: bool, with_ip: bool, connections: int, duration: int, threads: int) -> Run:
+def _template(with_ip: bool, holder_name: str) -> str:
+    """The body template, with the cardholder name (screened by risk) filled in or left out."""
+    template = BODY_TEMPLATE if with_ip else BODY_TEMPLATE_NO_IP
+    if not holder_name:
+        return template.replace(', "holder_name": "@HOLDER@"', "")
+    # The template goes through Lua's string.format, where "%" starts a directive.
+    return template.replace("@HOLDER@", json.dumps(holder_name)[1:-1].replace("%", "%%"))
+
+
+def _wrk(
+    url: str, key: str, keyed: bool, body: str, with_ip: bool, connections: int, duration: int, threads: int
+) -> Run:
     lua = (
         LUA.replace("@KEYED@", "true" if keyed else "false")
         .replace("@WITH_IP@", "true" if with_ip else "false")
         .replace("@RUN@", secrets.token_hex(4))
         .replace("@SEED@", str(secrets.randbelow(2**31)))
         .replace("@KEY@", key)
-        .replace("@TEMPLATE@", json.dumps(BODY_TEMPLATE if with_ip else BODY_TEMPLATE_NO_IP))
+        .replace("@TEMPLATE@", json.dumps(body))
     )
     with tempfile.TemporaryDirectory() as scratch:
         script = os.path.join(scratch, "post.lua")
@@ -284,7 +331,7 @@ def _wrk(url: str, key: str, keyed: bool, with_ip: bool, connections: int, durat
     if result.returncode != 0 or match is None:
         raise RuntimeError(f"wrk failed (exit {result.returncode}): {result.stdout}{result.stderr}")
     fields = dict(item.split("=", 1) for item in match.group(1).split())
-    numbers = {name: int(value) for name, value in fields.items() if name != "statuses"}
+    numbers = {name: int(value) for name, value in fields.items() if name not in ("statuses", "sample")}
     return Run(
         rate=numbers["requests"] / (numbers["duration_us"] / 1e6),
         p50_ms=numbers["p50_us"] / 1000,
@@ -295,6 +342,7 @@ def _wrk(url: str, key: str, keyed: bool, with_ip: bool, connections: int, durat
         in_flight=numbers["sent"] - 1 - numbers["requests"],
         errors={name: numbers[name] for name in ("connect", "read", "write", "status", "timeout")},
         statuses=fields["statuses"],
+        sample=fields["sample"],
     )
 
 
@@ -502,19 +550,20 @@ def _measure(target: Target, args: argparse.Namespace, dsn: str, env: dict[str, 
     url = f"{base}/v1/payments"
     keyed = target.mode == "keyed"
     with_ip = args.customer_ip == "v6"
+    body = _template(with_ip, args.holder_name)
     server = _serve(target.server, target.app, target.factory, port, {**env, **target.env})
     try:
         _wait_ready(url)
         if target.factory and args.routing_config and not target.configured:
             _configure_routing(base, target.key)
             target.configured = True
-        _wrk(url, target.key, keyed, with_ip, args.connections, 3, args.threads)  # warm-up: connections, caches
+        _wrk(url, target.key, keyed, body, with_ip, args.connections, 3, args.threads)  # warm-up: connections, caches
         if target.factory:
             before_rows = asyncio.run(_written(dsn, target.merchant))
             before_metrics = _scrape(f"{base}/metrics")
             before_outcomes = asyncio.run(_outcomes(dsn, target.merchant))
         before_cpu = _cpu_snapshot(dsn, server.pid)
-        run = _wrk(url, target.key, keyed, with_ip, args.connections, args.duration, args.threads)
+        run = _wrk(url, target.key, keyed, body, with_ip, args.connections, args.duration, args.threads)
         run.cpu, run.busiest = _cpu_delta(before_cpu, _cpu_snapshot(dsn, server.pid), server.pid)
         if target.factory:
             after_rows = asyncio.run(_written(dsn, target.merchant))
@@ -544,7 +593,10 @@ def _problems(target: Target, run: Run) -> list[str]:
     found = []
     if any(run.errors.values()) or run.ok != run.requests:
         errors = " ".join(f"{name}={count}" for name, count in run.errors.items())
-        found.append(f"{run.requests - run.ok} non-2xx (statuses {run.statuses}), socket errors: {errors}")
+        found.append(
+            f"{run.requests - run.ok} non-2xx (statuses {run.statuses}), socket errors: {errors}; "
+            f"first non-2xx body: {run.sample}"
+        )
     if run.payments is not None:
         # Requests in flight when wrk stops are completed by the server but never counted by wrk.
         if not run.ok <= run.payments <= run.ok + run.in_flight:
@@ -679,6 +731,11 @@ def main() -> int:
         default="v6",
         help="v6: a new US documentation IPv6 address per request (the IP velocity and geo rules run); "
         "none: no IP, so risk skips the IP rules",
+    )
+    parser.add_argument(
+        "--holder-name",
+        default="Ada Lovelace",
+        help="cardholder name on every request, screened against the sanctions lists ('' for none)",
     )
     parser.add_argument(
         "--no-routing-config",

@@ -324,11 +324,7 @@ async def _routing_merchant(connection: asyncpg.Connection, merchant: str) -> tu
 async def _with_routing_documents(
     settings: Settings, work: Callable[[asyncpg.Connection, VersionedDocuments[Any]], Awaitable[int]]
 ) -> int:
-    """Run ``work`` with a migrated connection and the routing documents store.
-
-    The store publishes every change on Redis when ``SWITCH_REDIS_URL`` is set, so running
-    workers drop their cached copy and route with the new version within a second.
-    """
+    """Run ``work`` with a migrated connection and the routing documents store (as the API keeps them)."""
     from switch.routing.router import compile_stored
     from switch.stores.documents import VersionedDocuments
 
@@ -338,17 +334,46 @@ async def _with_routing_documents(
             pool = await asyncpg.create_pool(url, min_size=1, max_size=2, timeout=10)
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             raise CliError(f"cannot connect to PostgreSQL: {exc}") from None
-        documents: VersionedDocuments[Any] = VersionedDocuments(
-            pool, "routing", compile_stored, redis_url=settings.redis_url
-        )
+        # Not started: a worker's store subscribes to changes, which this one-shot command does not
+        # need; it announces its own change with _announce_routing_change instead.
+        documents: VersionedDocuments[Any] = VersionedDocuments(pool, "routing", compile_stored)
         try:
-            await documents.start()
             return await work(connection, documents)
         finally:
-            await documents.stop()
             await pool.close()
 
     return await _with_migrated_connection(settings, with_store)
+
+
+async def _announce_routing_change(settings: Settings, merchant_id: str) -> None:
+    """Tell running workers to drop their cached config of the merchant, as a worker's own PUT does.
+
+    Published on the channel :class:`~switch.stores.documents.VersionedDocuments` listens on, in its
+    ``kind:merchant_id`` form. The change is committed either way, so a failure is a warning.
+    """
+    if not settings.redis_url:
+        print(
+            "No SWITCH_REDIS_URL: a running switch that already cached this merchant's config keeps it"
+            " until restarted (PUT /v1/routing applies at once)."
+        )
+        return
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    from switch.stores.documents import CHANNEL
+
+    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        workers = await client.publish(CHANNEL, f"routing:{merchant_id}")
+    except (RedisError, OSError) as exc:
+        print(
+            f"warning: stored, but running switches were not told through Redis ({exc}); they apply it when restarted",
+            file=sys.stderr,
+        )
+        return
+    finally:
+        await client.aclose()
+    print(f"Announced on Redis ({workers} subscriber(s)); running switches apply it within a second.")
 
 
 def _configured_accounts(settings: Settings) -> set[str]:
@@ -414,13 +439,7 @@ def cmd_routing_set(settings: Settings, args: argparse.Namespace) -> int:
         else:
             state = "active"
         print(f"stored routing config version {version} for {merchant_id} ({name}): {state}")
-        if settings.redis_url:
-            print("Running switches apply it within a second.")
-        else:
-            print(
-                "No SWITCH_REDIS_URL: a running switch that already cached this merchant's config keeps"
-                " it until restarted (PUT /v1/routing applies at once)."
-            )
+        await _announce_routing_change(settings, merchant_id)
         return 0
 
     return asyncio.run(_with_routing_documents(settings, work))
@@ -472,6 +491,7 @@ def cmd_routing_rollback(settings: Settings, args: argparse.Namespace) -> int:
                 + (f" (kept: {kept})" if kept else " (none stored)")
             ) from None
         print(f"routing config version {args.version} is active again for {merchant_id} ({name})")
+        await _announce_routing_change(settings, merchant_id)
         return 0
 
     return asyncio.run(_with_routing_documents(settings, work))

@@ -14,6 +14,7 @@ import msgspec
 from litestar.openapi.spec import (
     Components,
     Discriminator,
+    Link,
     OpenAPIMediaType,
     Operation,
     Reference,
@@ -57,17 +58,56 @@ def components_for(*types: type) -> Components:
     return Components(schemas={name: _convert(schema) for name, schema in definitions.items()})
 
 
-def operation_with_body(struct: type) -> type[Operation]:
-    """Return an ``operation_class`` whose request body is a JSON ``struct``."""
-    reference = Reference(ref=_REF.format(name=struct.__name__))
+def link_to(method: str, path: str, **parameters: str) -> Link:
+    """Return an OpenAPI link to the operation ``method path`` with runtime-expression ``parameters``.
 
-    class _WithBody(Operation):
+    Args:
+        method: The target's HTTP method, any case.
+        path: The target's path template, e.g. ``/v1/payments/{payment_id}/capture``.
+        **parameters: Target parameter name to a runtime expression such as ``$response.body#/id``.
+    """
+    pointer = path.replace("~", "~0").replace("/", "~1")
+    return Link(operation_ref=f"#/paths/{pointer}/{method.lower()}", parameters=dict(parameters))
+
+
+def operation_with_body(
+    struct: type, *, answer: type | None = None, links: dict[str, Link] | None = None
+) -> type[Operation]:
+    """Return an ``operation_class`` whose request body is a JSON ``struct``.
+
+    Args:
+        struct: The msgspec Struct the handler decodes its body into.
+        answer: The Struct its success (2xx) body encodes, when the handler answers raw bytes.
+        links: OpenAPI links from its success response to the operations that can follow it.
+    """
+    return _operation_class(struct, answer, links)
+
+
+def operation_answering(answer: type, *, links: dict[str, Link] | None = None) -> type[Operation]:
+    """Return an ``operation_class`` without a request body whose success body is ``answer``."""
+    return _operation_class(None, answer, links)
+
+
+def _operation_class(body: type | None, answer: type | None, links: dict[str, Link] | None) -> type[Operation]:
+    request = Reference(ref=_REF.format(name=body.__name__)) if body is not None else None
+    response = Reference(ref=_REF.format(name=answer.__name__)) if answer is not None else None
+
+    class _Documented(Operation):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            if self.request_body is None:
+            if request is not None and self.request_body is None:
                 self.request_body = RequestBody(
-                    content={"application/json": OpenAPIMediaType(schema=reference)}, required=True
+                    content={"application/json": OpenAPIMediaType(schema=request)}, required=True
                 )
+            for status, documented in (self.responses or {}).items():
+                if not str(status).startswith("2") or isinstance(documented, Reference):
+                    continue
+                # Handlers answering pre-encoded bytes are documented by Litestar as a bare string.
+                if response is not None and documented.content and "application/json" in documented.content:
+                    documented.content["application/json"] = OpenAPIMediaType(schema=response)
+                if links:
+                    documented.links = {**(documented.links or {}), **links}
 
-    _WithBody.__name__ = f"OperationWith{struct.__name__}"
-    return _WithBody
+    names = [cls.__name__ for cls in (body, answer) if cls is not None]
+    _Documented.__name__ = "OperationWith" + "And".join(names)
+    return _Documented

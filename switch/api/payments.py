@@ -10,7 +10,7 @@ from litestar.params import Parameter
 
 from switch.api.auth import authenticate
 from switch.api.errors import ApiError, from_decode_error
-from switch.api.openapi import operation_with_body
+from switch.api.openapi import link_to, operation_answering, operation_with_body
 from switch.payments.idempotency import IdempotencyRequest
 from switch.payments.model import CaptureCreate, Payment, PaymentCreate, Refund, RefundCreate, VoidCreate
 from switch.payments.service import PaymentService
@@ -23,6 +23,18 @@ _DECODERS: dict[type, msgspec.json.Decoder[Any]] = {
 }
 _JSON = "application/json"
 _ID = Annotated[str, Parameter(max_length=255)]
+_PAYMENT = "/v1/payments/{payment_id}"
+# OpenAPI links: what can be done next with the payment or refund a response names.
+_PAYMENT_LINKS = {
+    "capture": link_to("POST", _PAYMENT + "/capture", payment_id="$response.body#/id"),
+    "void": link_to("POST", _PAYMENT + "/void", payment_id="$response.body#/id"),
+    "refund": link_to("POST", _PAYMENT + "/refunds", payment_id="$response.body#/id"),
+    "read": link_to("GET", _PAYMENT, payment_id="$response.body#/id"),
+}
+_REFUND_LINKS = {
+    "read": link_to("GET", "/v1/refunds/{refund_id}", refund_id="$response.body#/id"),
+    "refund_again": link_to("POST", _PAYMENT + "/refunds", payment_id="$response.body#/payment"),
+}
 
 
 def _decode(body: bytes, cls: type[T], *, empty_ok: bool) -> T:
@@ -67,7 +79,10 @@ class PaymentController(Controller):
     tags = ["payments"]
 
     @post(
-        "/payments", status_code=201, summary="Authorize a payment", operation_class=operation_with_body(PaymentCreate)
+        "/payments",
+        status_code=201,
+        summary="Authorize a payment",
+        operation_class=operation_with_body(PaymentCreate, answer=Payment, links=_PAYMENT_LINKS),
     )
     async def create_payment(self, request: Request) -> Response[bytes]:
         """Authorize a payment; ``capture: automatic`` (default) also captures it.
@@ -80,7 +95,7 @@ class PaymentController(Controller):
         service: PaymentService = request.app.state.payments
         return _respond(await service.create_payment(merchant, payload, _idempotency(request, merchant.id, body)))
 
-    @get("/payments/{payment_id:str}", summary="Retrieve a payment")
+    @get("/payments/{payment_id:str}", summary="Retrieve a payment", operation_class=operation_answering(Payment))
     async def get_payment(self, request: Request, payment_id: _ID) -> Response[bytes]:
         """Return one payment of the authenticated merchant (404 for anyone else's)."""
         merchant = await authenticate(request)
@@ -103,7 +118,7 @@ class PaymentController(Controller):
         "/payments/{payment_id:str}/capture",
         status_code=200,
         summary="Capture a payment",
-        operation_class=operation_with_body(CaptureCreate),
+        operation_class=operation_with_body(CaptureCreate, answer=Payment, links=_PAYMENT_LINKS),
     )
     async def capture_payment(self, request: Request, payment_id: _ID) -> Response[bytes]:
         """Capture all (no ``amount``) or part of an authorization; ``final: true`` releases the rest."""
@@ -118,7 +133,7 @@ class PaymentController(Controller):
         "/payments/{payment_id:str}/void",
         status_code=200,
         summary="Void an authorization",
-        operation_class=operation_with_body(VoidCreate),
+        operation_class=operation_with_body(VoidCreate, answer=Payment, links=_PAYMENT_LINKS),
     )
     async def void_payment(self, request: Request, payment_id: _ID) -> Response[bytes]:
         """Release an uncaptured authorization."""
@@ -132,7 +147,7 @@ class PaymentController(Controller):
         "/payments/{payment_id:str}/refunds",
         status_code=201,
         summary="Refund a payment",
-        operation_class=operation_with_body(RefundCreate),
+        operation_class=operation_with_body(RefundCreate, answer=Refund, links=_REFUND_LINKS),
     )
     async def refund_payment(self, request: Request, payment_id: _ID) -> Response[bytes]:
         """Refund part or all of the captured amount; answers the refund."""
@@ -142,7 +157,7 @@ class PaymentController(Controller):
         service: PaymentService = request.app.state.payments
         return _respond(await service.refund(merchant, payment_id, payload, _idempotency(request, merchant.id, body)))
 
-    @get("/refunds/{refund_id:str}", summary="Retrieve a refund")
+    @get("/refunds/{refund_id:str}", summary="Retrieve a refund", operation_class=operation_answering(Refund))
     async def get_refund(self, request: Request, refund_id: _ID) -> Response[bytes]:
         """Return one refund of the authenticated merchant."""
         merchant = await authenticate(request)

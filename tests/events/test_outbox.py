@@ -3,43 +3,39 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import asyncpg
+import msgspec
 import pytest
 
+from adapters.base import Outcome, ProviderResult
 from switch.errors import LedgerUnavailable
 from switch.events.outbox import EVENT_TYPES, event_row, events_for
 from switch.ids import new_id
-from switch.ledger.writer import GroupCommitWriter, PaymentInsert, WriteOp
+from switch.ledger.writer import GroupCommitWriter, WriteOp
+from switch.payments.model import ENCODER
+from switch.payments.outcome import apply_outcome, payment_row
 from tests.api.helpers import authorized, create, error_of, payment_body
 from tests.events.conftest import register
-
-
-def _payment_row(merchant_id: str, amount: int) -> PaymentInsert:
-    payment_id = new_id("pay")
-    return PaymentInsert(
-        id=payment_id,
-        merchant_id=merchant_id,
-        status="authorized",
-        amount=amount,
-        currency="EUR",
-        amount_captured=0,
-        amount_refunded=0,
-        capture_method="manual",
-        capture_closed=False,
-        provider="sandbox",
-        provider_reference=None,
-        body=f'{{"id":"{payment_id}"}}',
-        reference=None,
-        created=int(time.time()),
-    )
+from tests.ledger.intents import pending_payment
 
 
 def _op(merchant_id: str, amount: int) -> tuple[WriteOp, str]:
-    row = _payment_row(merchant_id, amount)
-    events = events_for(merchant_id, row.id, "authorized", row.body.encode(), livemode=False)
-    return WriteOp(payments=[row], events=events), row.id
+    """An authorized payment written as the authorization path writes it: row, hold and events.
+
+    The committed one must satisfy ``ledger verify``, which later tests of this session run.
+    """
+    payment = pending_payment(amount=max(amount, 1))
+    payment.provider = "sandbox"
+    journal = apply_outcome(
+        merchant_id, payment, ProviderResult(outcome=Outcome.APPROVED, provider_reference="sbx_" + new_id("ref"))
+    )
+    body = ENCODER.encode(payment)
+    row = payment_row(merchant_id, payment, body)
+    if amount == 0:
+        row = msgspec.structs.replace(row, amount=0)  # violates the amount CHECK
+    events = events_for(merchant_id, row.id, "authorized", body, livemode=False)
+    return WriteOp(payments=[row], journal=journal, events=events), row.id
 
 
 async def test_outbox_rows_commit_with_their_change_or_not_at_all(database_url, db, client, merchant, receivers):

@@ -117,9 +117,12 @@ async def _database_leaks(db) -> list[str]:
             if await db.fetchval(sql, pan):
                 leaks.append(f"{table}.{column}: {pan}")
         if row["data_type"] != "bytea":
-            sql = f'SELECT count(*) FROM "{table}" WHERE "{column}"::text ILIKE \'%cvc%\''
+            # A stored CVC field; a decline code such as ``incorrect_cvc`` (other tests of the
+            # session) is not card data. (The CVC digits alone would match unrelated amounts.)
+            sql = f'SELECT count(*) FROM "{table}" WHERE "{column}"::text ILIKE \'%"cvc"%\''
             if await db.fetchval(sql):
-                leaks.append(f"{table}.{column}: cvc")
+                leaks.append(f"{table}.{column}: cvc field")
+
     return leaks
 
 
