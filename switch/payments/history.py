@@ -5,9 +5,9 @@ a server-side cursor so that a long period never sits in memory as JSON:
 
 - ``amount``, ``currency``, ``payment_method.type``, and for cards the keyed ``fingerprint`` and the
   ``bin`` (looked up in the BIN table for the card's country, brand and funding);
-- ``customer`` (email, ip, device_id, id, country, name) when the stored object carries one, and
-  the IP's country from the IP table. Today's payment object does not store the customer, so
-  rules keyed per email, IP, device or customer (and geo rules) only see what a body holds;
+- ``customer`` (email, ip, device_id, id, country, name) as the stored payment carries it, and
+  the IP's country from the IP table (payments stored before the payment object kept its
+  customer have none: rules keyed per email, IP, device or customer do not fire for them);
 - ``declined`` when the payment's status is ``declined`` (risk declines included), ``refunded``
   when ``amount_refunded > 0``;
 - ``disputed`` is always False: the switch has no disputes table yet;
@@ -148,8 +148,8 @@ class HistoryReader:
             ip=customer.ip,
             ip_country=self._ips.lookup(customer.ip),
             device_id=customer.device_id,
-            # As the live path keys a customer: the merchant's own id, else the email.
-            customer_id=customer.id or customer.email,
+            # As the live path keys a customer: the merchant's own id.
+            customer_id=customer.id,
             customer_country=customer.country,
             names=(customer.name,) if customer.name else (),
             occurred_at=float(stored.created),

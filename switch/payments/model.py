@@ -122,7 +122,7 @@ PaymentMethodIn = (
 )
 
 
-class CustomerIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class CustomerIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     """Who pays; used by risk and routing."""
 
     email: Annotated[str, Meta(max_length=254, pattern="^[^@\\s\x00]+@[^@\\s\x00]+$")] | None = None
@@ -273,6 +273,9 @@ class Payment(msgspec.Struct, kw_only=True):
     pending_reason: str | None = None
     reference: str | None = None
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    # Who paid, as the merchant sent it (no card data): risk's backtest replays velocity and geo
+    # rules from it.
+    customer: CustomerIn | None = None
     livemode: bool = False
     created: int
 

@@ -625,6 +625,7 @@ def _new_payment(
         provider_reference=None,
         routing=routing,
         risk=assessment.shown,
+        customer=request.customer,
         reference=request.reference,
         metadata=request.metadata,
         created=int(time.time()),

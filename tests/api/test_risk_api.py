@@ -311,6 +311,32 @@ async def test_backtest_without_a_proposed_rule_replays_the_platform_defaults(cl
     assert report["by_rule"] == {}
 
 
+async def test_backtest_replays_a_card_testing_run_from_one_ip(client, merchant) -> None:
+    start = int(time.time()) - 1
+    customer = {"ip": "203.0.113.77", "email": "tester@example.com"}
+    shown = []
+    for _ in range(5):
+        body = {"amount": 100, "currency": "EUR", "payment_method": card(luhn_card()), "customer": customer}
+        response = await client.post("/v1/payments", json=body, headers=merchant.headers)
+        assert response.status_code == 201, response.text
+        shown.append(response.json())
+    # Live, the platform rule (more than 3 cards per IP in an hour) declined the 4th and 5th.
+    assert [payment["status"] for payment in shown] == ["captured"] * 3 + ["declined"] * 2
+    assert shown[0]["customer"] == customer  # the payment keeps who paid, so a replay can count it
+    proposed = [
+        {"name": "two_cards_per_ip", "kind": "velocity", "measure": "distinct_cards", "per": "ip",
+         "window": "1h", "threshold": 1, "action": "decline"},
+    ]  # fmt: skip
+    response = await client.post(
+        "/v1/risk/rules/backtest", json={"rules": proposed, "from": start, "to": start + 60}, headers=merchant.headers
+    )
+    assert response.status_code == 200, response.text
+    report = response.json()
+    # The second card from the IP already exceeds one: payments 2 to 5 would have been declined.
+    assert (report["payments"], report["approved"], report["declined"]) == (5, 1, 4)
+    assert report["by_rule"]["two_cards_per_ip"] == 4
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [
