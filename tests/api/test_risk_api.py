@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import random
 import time
 from typing import Any
 
 import pytest
 
 from switch.risk.rules import PLATFORM_DEFAULTS, VelocityRule
-from tests.api.helpers import card, error_of
+from tests.api.helpers import card, error_of, fresh_card_number
 
 DEFAULT_NAMES = [rule.name for rule in PLATFORM_DEFAULTS]
 VELOCITY = {
@@ -22,19 +21,6 @@ VELOCITY = {
     "action": "decline",
     "score": 60,
 }
-
-
-def luhn_card(prefix: str = "424242") -> str:
-    """A fresh Luhn-valid 16-digit number (the sandbox approves any that is not a test card)."""
-    body = prefix + "".join(random.choice("0123456789") for _ in range(15 - len(prefix)))
-    total = 0
-    for index, digit in enumerate(reversed(body)):
-        value = int(digit)
-        if index % 2 == 0:
-            value *= 2
-            value -= 9 if value > 9 else 0
-        total += value
-    return body + str((10 - total % 10) % 10)
 
 
 async def _put(client, merchant, document: Any):
@@ -246,7 +232,7 @@ async def test_backtest_counts_what_a_proposed_document_would_have_done_to_the_h
     client, merchant, other_merchant
 ) -> None:
     start = int(time.time()) - 1
-    first, second, third = luhn_card(), luhn_card(), luhn_card()
+    first, second, third = fresh_card_number(), fresh_card_number(), fresh_card_number()
     # Card one three times, card two twice (the second large), card three once (large).
     a1 = await _pay(client, merchant, first, 1000)
     a2 = await _pay(client, merchant, first, 1100)
@@ -299,7 +285,7 @@ async def test_backtest_counts_what_a_proposed_document_would_have_done_to_the_h
 
 async def test_backtest_without_a_proposed_rule_replays_the_platform_defaults(client, merchant) -> None:
     start = int(time.time()) - 1
-    number = luhn_card()
+    number = fresh_card_number()
     for _ in range(3):
         await _pay(client, merchant, number, 500)
     response = await client.post(
@@ -316,7 +302,7 @@ async def test_backtest_replays_a_card_testing_run_from_one_ip(client, merchant)
     customer = {"ip": "203.0.113.77", "email": "tester@example.com"}
     shown = []
     for _ in range(5):
-        body = {"amount": 100, "currency": "EUR", "payment_method": card(luhn_card()), "customer": customer}
+        body = {"amount": 100, "currency": "EUR", "payment_method": card(fresh_card_number()), "customer": customer}
         response = await client.post("/v1/payments", json=body, headers=merchant.headers)
         assert response.status_code == 201, response.text
         shown.append(response.json())
@@ -362,7 +348,7 @@ async def test_an_invalid_backtest_is_a_400_naming_the_field(client, merchant, b
 async def test_a_period_with_more_payments_than_the_bound_is_refused(app, client, merchant) -> None:
     start = int(time.time()) - 1
     for _ in range(3):
-        await _pay(client, merchant, luhn_card(), 700)
+        await _pay(client, merchant, fresh_card_number(), 700)
     reader = app.state.risk_history
     bound = reader.max_payments
     reader.max_payments = 2

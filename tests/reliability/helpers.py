@@ -9,19 +9,8 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from tests.api.helpers import card, payment_body
+from tests.api.helpers import card, fresh_card_number, payment_body
 from tests.conftest import MerchantKey
-
-
-def fresh_card_number() -> str:
-    """A Luhn-valid number the sandbox approves, new each call (per-card velocity rules stay quiet)."""
-    digits = [4, 2, 4, 2] + [secrets.randbelow(10) for _ in range(11)]
-    total = 0
-    for position, digit in enumerate(reversed(digits)):
-        doubled = digit * 2 if position % 2 == 0 else digit
-        total += doubled - 9 if doubled > 9 else doubled
-    return "".join(map(str, digits)) + str((10 - total % 10) % 10)
-
 
 _BODIES: dict[str, dict] = {}
 

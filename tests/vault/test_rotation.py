@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,19 +23,8 @@ from switch.vault.cards import Vault
 from switch.vault.keys import MasterKeyRing
 from switch.vault.rotation import rotate_key
 from switch.vault.store import DataKeyStore
+from tests.api.helpers import fresh_card_number
 from tests.conftest import running_app, temporary_database, without_card_velocity
-
-
-def fresh_card() -> str:
-    """A Luhn-valid number never used before (the sandbox approves it; velocity rules never see it twice)."""
-    body = "411111" + "".join(str(secrets.randbelow(10)) for _ in range(9))
-    total = 0
-    for position, char in enumerate(reversed(body)):
-        digit = int(char)
-        if position % 2 == 0:
-            digit = digit * 2 - 9 if digit > 4 else digit * 2
-        total += digit
-    return body + str((10 - total % 10) % 10)
 
 
 def _card_body(number: str) -> dict:
@@ -58,7 +46,7 @@ async def test_rotation_while_payments_run_fails_no_request(settings, database_u
         async with httpx.AsyncClient(transport=transport, base_url="http://switch.test") as http:
             tokens = []
             for _ in range(40):
-                paid = await http.post("/v1/payments", json=_card_body(fresh_card()), headers=headers)
+                paid = await http.post("/v1/payments", json=_card_body(fresh_card_number()), headers=headers)
                 assert paid.status_code == 201
                 tokens.append(paid.json()["payment_method"]["card"]["token"])
             before = await db.fetchval("SELECT count(*) FROM vault_cards WHERE merchant_id = $1", created.id)
@@ -76,7 +64,9 @@ async def test_rotation_while_payments_run_fails_no_request(settings, database_u
                         response = await http.post("/v1/payments", json=_token_body(tokens[(7 * worker + i) % 40]),
                                                    headers=headers)  # fmt: skip
                     else:
-                        response = await http.post("/v1/payments", json=_card_body(fresh_card()), headers=headers)
+                        response = await http.post(
+                            "/v1/payments", json=_card_body(fresh_card_number()), headers=headers
+                        )
                     answers.append((response.status_code, response.json().get("status", response.text)))
                     i += 1
 
