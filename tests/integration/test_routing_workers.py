@@ -11,11 +11,7 @@ can mix with these.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -26,12 +22,11 @@ import pytest
 import pytest_asyncio
 
 from adapters.simulator import SimulatorServer
-from switch.ledger.migrate import migrate
 from switch.merchants import create_merchant, set_merchant_providers
 from tests.api.helpers import card, fresh_card_number
 from tests.conftest import temporary_database
+from tests.workers import serve_workers
 
-SWITCH = [sys.executable, "-m", "switch.cli"]
 RUN = secrets.token_hex(3)
 FIRST, SECOND = f"acct-a-{RUN}", f"acct-b-{RUN}"
 PROVIDERS = """
@@ -47,12 +42,6 @@ base_url = "{stripe}"
 """
 LIVE_WITHIN_S = 1.0
 STATS_WITHIN_S = 3.0  # one refresh interval (1 s) plus a payment and some scheduling slack
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -71,51 +60,13 @@ async def sim() -> AsyncIterator[SimulatorServer]:
 async def workers(sim, workers_database, redis_url, tmp_path_factory) -> AsyncIterator[list[str]]:
     providers = tmp_path_factory.mktemp("routing-workers") / "providers.toml"
     providers.write_text(PROVIDERS.format(first=FIRST, second=SECOND, stripe=sim.url_for("stripe")))
-    connection = await asyncpg.connect(workers_database)
-    try:
-        await migrate(connection)
-    finally:
-        await connection.close()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCH_")}
-    env.update(
-        SWITCH_DATABASE_URL=workers_database,
-        SWITCH_REDIS_URL=redis_url,
-        SWITCH_PROVIDERS_FILE=str(providers),
-        SWITCH_LOG_LEVEL="WARNING",
-        SWITCH_RATE_LIMIT_PER_S="1000000",
-        SWITCH_RATE_LIMIT_BURST="1000000",
-    )
-    ports = [_free_port(), _free_port()]
-    processes = [
-        subprocess.Popen(
-            [*SWITCH, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        for port in ports
-    ]
-    urls = [f"http://127.0.0.1:{port}" for port in ports]
-    try:
-        async with httpx.AsyncClient() as http:
-            for url, process in zip(urls, processes, strict=True):
-                for _ in range(300):
-                    if process.poll() is not None:
-                        raise RuntimeError(f"switch serve exited: {process.stderr.read().decode()[-2000:]}")
-                    try:
-                        if (await http.get(f"{url}/health/ready")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(0.1)
-                else:
-                    raise RuntimeError(f"{url} never became ready")
+    async with serve_workers(
+        workers_database,
+        redis_url,
+        str(providers),
+        {"SWITCH_RATE_LIMIT_PER_S": "1000000", "SWITCH_RATE_LIMIT_BURST": "1000000"},
+    ) as urls:
         yield urls
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 @pytest_asyncio.fixture

@@ -6,11 +6,7 @@ provider, the switch showing exactly that, and the ledger verified."""
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
@@ -19,13 +15,12 @@ import pytest
 import pytest_asyncio
 
 from adapters.simulator import SimulatorServer
-from switch.ledger.migrate import migrate
 from switch.ledger.verify import verify_ledger
 from switch.merchants import create_merchant, set_merchant_providers
 from tests.api.helpers import card, fresh_card_number
 from tests.conftest import temporary_database
+from tests.workers import serve_workers
 
-SWITCH = [sys.executable, "-m", "switch.cli"]
 PROVIDERS = """
 [accounts.stripe]
 provider = "stripe"
@@ -34,12 +29,6 @@ webhook_secret = "whsec_simulator"
 base_url = "{stripe}"
 """
 ROUNDS = 6
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -60,49 +49,8 @@ async def sim() -> AsyncIterator[SimulatorServer]:
 async def workers(sim, race_database, redis_url, tmp_path_factory) -> AsyncIterator[list[str]]:
     providers = tmp_path_factory.mktemp("race") / "providers.toml"
     providers.write_text(PROVIDERS.format(stripe=sim.url_for("stripe")))
-    connection = await asyncpg.connect(race_database)
-    try:
-        await migrate(connection)
-    finally:
-        await connection.close()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCH_")}
-    env.update(
-        SWITCH_DATABASE_URL=race_database,
-        SWITCH_REDIS_URL=redis_url,
-        SWITCH_PROVIDERS_FILE=str(providers),
-        SWITCH_LOG_LEVEL="WARNING",
-    )
-    ports = [_free_port(), _free_port()]
-    processes = [
-        subprocess.Popen(
-            [*SWITCH, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        for port in ports
-    ]
-    urls = [f"http://127.0.0.1:{port}" for port in ports]
-    try:
-        async with httpx.AsyncClient() as http:
-            for url, process in zip(urls, processes, strict=True):
-                for _ in range(300):
-                    if process.poll() is not None:
-                        raise RuntimeError(f"switch serve exited: {process.stderr.read().decode()[-2000:]}")
-                    try:
-                        if (await http.get(f"{url}/health/ready")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(0.1)
-                else:
-                    raise RuntimeError(f"{url} never became ready")
+    async with serve_workers(race_database, redis_url, str(providers)) as urls:
         yield urls
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 @pytest_asyncio.fixture(scope="module")
